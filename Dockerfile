@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# The flowpin operator image: `docker build -t flowpin:0.1.0 .`
+# Stage 1 builds wheels for flowpin and its dependencies; stage 2 installs them into a slim
+# runtime that runs as an unprivileged user with a read-only root filesystem.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY controller ./controller
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    FLOWPIN_CACHE=/var/cache/flowpin
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels flowpin \
+    && rm -rf /wheels \
+    && mkdir -p /var/cache/flowpin \
+    && chown 65532:65532 /var/cache/flowpin
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["flowpin"]
+CMD ["operator", "--log-format=json"]

@@ -1,0 +1,115 @@
+"""Running the operator: HTTP server, leader election, then kopf.
+
+Order matters: the HTTP server starts first so that liveness probes pass while a standby
+waits; kopf starts only once this replica holds the Lease, and the process exits when the
+Lease is lost (the Deployment restarts it as a standby), as controller-runtime managers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+
+import kopf
+from kubernetes import client, config
+
+from controller.operator import handlers  # noqa: F401  (registers the kopf handlers)
+from controller.operator.http import OperatorHttpServer
+from controller.operator.leader import LeaderElector
+from controller.operator.settings import OperatorSettings
+
+logger = logging.getLogger("flowpin.operator")
+
+
+def kopf_settings_for(settings: OperatorSettings) -> kopf.OperatorSettings:
+    """Production settings for kopf: bounded watches, events posted, no peering."""
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout
+    kopf_settings.watching.connect_timeout = settings.connect_timeout
+    kopf_settings.networking.request_timeout = settings.connect_timeout * 2
+    kopf_settings.posting.enabled = True
+    kopf_settings.posting.level = logging.INFO
+    kopf_settings.batching.worker_limit = settings.max_workers
+    kopf_settings.persistence.finalizer = "flowpin.dev/finalizer"
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="flowpin.dev"
+    )
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="flowpin.dev", key="last-handled-configuration"
+    )
+    kopf_settings.peering.standalone = True
+    return kopf_settings
+
+
+async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) -> None:
+    config.load_config()  # type: ignore[no-untyped-call]
+    elector = LeaderElector(client.CoordinationV1Api(), settings)
+    kopf_ready = threading.Event()
+    server = OperatorHttpServer(
+        settings.http_host,
+        settings.http_port,
+        is_ready=lambda: elector.is_leader and kopf_ready.is_set(),
+    )
+    port = await server.start()
+    logger.info("http server on %s:%d (/healthz, /readyz)", settings.http_host, port)
+    stop = stop or asyncio.Event()
+    try:
+        acquiring = asyncio.create_task(elector.acquire())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            acquiring.cancel()
+            return
+        stopping.cancel()
+
+        kopf_stop = asyncio.Event()
+
+        async def watch_leadership() -> None:
+            await elector.keep()
+            kopf_stop.set()
+
+        async def watch_stop() -> None:
+            await stop.wait()
+            kopf_stop.set()
+
+        tasks = [
+            asyncio.create_task(watch_leadership()),
+            asyncio.create_task(watch_stop()),
+        ]
+        try:
+            await kopf.operator(
+                settings=kopf_settings_for(settings),
+                clusterwide=not settings.namespaces,
+                namespaces=settings.namespaces,
+                standalone=True,
+                stop_flag=kopf_stop,
+                ready_flag=kopf_ready,
+            )
+        finally:
+            for task in tasks:
+                task.cancel()
+        if not stop.is_set():
+            raise SystemExit("lost the leader lease; exiting so that a standby can lead")
+    finally:
+        await server.stop()
+
+
+def main(settings: OperatorSettings) -> None:
+    """Blocking entry point for `flowpin operator`; SIGINT/SIGTERM stop it cleanly."""
+    kopf.configure(
+        verbose=settings.verbose,
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        log_prefix=True,
+    )
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop=stop)
+
+    asyncio.run(_main())

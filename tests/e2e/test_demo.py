@@ -1,0 +1,21 @@
+"""`make demo` keeps working: run it to the end (without waiting for Ctrl-C)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from controller.testing.controlplane import REPO_ROOT
+
+
+def test_demo_runs_to_the_end() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.testing.demo", "--no-wait"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "workflowsource.flowpin.dev/examples" in result.stdout
+    assert "Stopped the operator and the control plane" in result.stdout
