@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Literal
 
 import click
-import yaml
 
 from controller import __version__
-from controller.api.schemas import load_schema
+from controller.cli import language
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,18 +66,14 @@ def operator(
     run_operator(settings)
 
 
-@cli.command()
-@click.argument("kind", type=click.Choice(["workflow", "environment"]), default="workflow")
-@click.option(
-    "--format", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True
-)
-def schema(kind: str, fmt: str) -> None:
-    """Print the JSON Schema of a manifest kind, for editors and other tools."""
-    document = load_schema("workflow" if kind == "workflow" else "environment")
-    if fmt == "json":
-        click.echo(json.dumps(document, indent=2))
-    else:
-        click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+for command in (
+    language.validate,
+    language.versions,
+    language.schema,
+    language.diff_command,
+    language.plan,
+):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,0 +1,263 @@
+"""CLI commands over workflow repositories, for people and CI: validate, versions, schema,
+diff and plan. No cluster needed."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import yaml
+
+from controller.api.schemas import load_schema
+from controller.git.history import GitError, open_repository, resolve_commit, walk
+from controller.git.review import review
+from controller.git.worktree import find_root
+from controller.model import report
+
+FORMATS = ["text", "json", "github", "sarif"]
+
+
+def _color(stream: object = sys.stdout) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--against",
+    metavar="REF",
+    help="Also check the history rules against this git ref (say origin/main).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+def validate(paths: tuple[Path, ...], against: str | None, fmt: str) -> None:
+    """Check Workflow and Environment manifests.
+
+    PATHS are the repository (the directory holding workflows/ and environments/, default
+    the current one) or single files in it. Exit status: 0 clean, 1 findings, 2 usage error.
+    """
+    try:
+        result = review(list(paths), against)
+    except GitError as error:
+        raise click.UsageError(str(error)) from error
+    output = report.render(result.findings, fmt, color=fmt == "text" and _color())
+    if output:
+        click.echo(output.rstrip("\n"))
+    errors = sum(1 for f in result.findings if f.is_error)
+    if fmt == "text":
+        files = len(result.manifests)
+        click.echo(
+            f"{files} manifest{'s' if files != 1 else ''} checked: "
+            f"{errors} error{'s' if errors != 1 else ''}, "
+            f"{len(result.findings) - errors} warning"
+            f"{'s' if len(result.findings) - errors != 1 else ''}",
+            err=True,
+        )
+    sys.exit(1 if errors else 0)
+
+
+@click.command()
+@click.argument("workflow")
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The workflow repository (or a directory inside it).",
+)
+@click.option("--ref", default="HEAD", show_default=True, help="Branch, tag or commit to read.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
+    """List the versions of WORKFLOW in git history, oldest first."""
+    root = find_root(repo_path.resolve())
+    try:
+        repo = open_repository(str(root))
+        prefix = root.relative_to(Path(repo.workdir).resolve()).as_posix()
+        index = walk(repo, resolve_commit(repo, ref), "" if prefix == "." else prefix).index
+    except GitError as error:
+        raise click.UsageError(str(error)) from error
+    records = sorted(index.versions.get(workflow, {}).values(), key=lambda r: r.commit.time)
+    if not records:
+        known = ", ".join(sorted(index.versions)) or "none"
+        raise click.UsageError(f"no workflow {workflow!r} in history (workflows: {known})")
+    rows = [
+        {
+            "version": r.version,
+            "commit": r.commit.id,
+            "author": r.commit.author,
+            "date": r.commit.time.isoformat(),
+            "message": r.commit.message,
+            "valid": r.valid,
+        }
+        for r in records
+    ]
+    if fmt == "json":
+        click.echo(json.dumps({"workflow": workflow, "versions": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    count = f"{len(rows)} version{'s' if len(rows) != 1 else ''}"
+    table = Table(title=f"{workflow}: {count}", title_justify="left")
+    for column in ("VERSION", "COMMIT", "AUTHOR", "DATE", "MESSAGE"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        version = str(row["version"]) + ("" if row["valid"] else " (invalid)")
+        table.add_row(
+            version,
+            str(row["commit"])[:12],
+            str(row["author"]),
+            str(row["date"])[:19].replace("T", " "),
+            str(row["message"]),
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["workflow", "environment"]), default="workflow")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "yaml"]), default="json", show_default=True
+)
+def schema(kind: str, fmt: str) -> None:
+    """Print the JSON Schema of a manifest kind, for editors and other tools."""
+    document = load_schema("workflow" if kind == "workflow" else "environment")
+    if fmt == "json":
+        click.echo(json.dumps(document, indent=2))
+    else:
+        click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--against",
+    metavar="REF",
+    required=True,
+    help="The branch the pull request merges into, say origin/main.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json", "text"]),
+    default="markdown",
+    show_default=True,
+)
+def plan(paths: tuple[Path, ...], against: str, fmt: str) -> None:
+    """What merging this working tree into REF does to each environment: deployments that
+    change, the gates they pass, and breaking changes with their migrations. Markdown is
+    ready to post as a pull-request comment."""
+    from controller.git.review import plan as build
+    from controller.model.plan import render_json, render_markdown, render_text
+
+    try:
+        _, result = build(list(paths), against)
+    except GitError as error:
+        raise click.UsageError(str(error)) from error
+    render = {"markdown": render_markdown, "json": render_json, "text": render_text}[fmt]
+    click.echo(render(result).rstrip("\n"))
+
+
+@click.command(name="diff")
+@click.argument("workflow")
+@click.argument("from_version", required=False)
+@click.argument("to_version", required=False)
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The workflow repository (for versions from history).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+)
+def diff_command(
+    workflow: str, from_version: str | None, to_version: str | None, repo_path: Path, fmt: str
+) -> None:
+    """What changed between two versions of WORKFLOW, each change classified breaking,
+    feature or fix.
+
+    Versions come from git history (FROM default: the one before TO; TO default: the newest,
+    including an uncommitted one in the working tree). Or give two files:
+    `flowpin diff old.yaml new.yaml`.
+    """
+    from controller.model.diff import diff_specs, render_json, render_markdown, render_text
+
+    if from_version is not None and Path(workflow).is_file() and Path(from_version).is_file():
+        name, (old_version, old), (new_version, new) = _two_files(
+            Path(workflow), Path(from_version)
+        )
+    else:
+        name = workflow
+        (old_version, old), (new_version, new) = _from_history(
+            workflow, from_version, to_version, repo_path
+        )
+    result = diff_specs(old, new)
+    if fmt == "json":
+        click.echo(render_json(result, name, old_version, new_version))
+    elif fmt == "markdown":
+        click.echo(render_markdown(result, name, old_version, new_version).rstrip("\n"))
+    else:
+        click.echo(render_text(result, name, old_version, new_version, color=_color()).rstrip("\n"))
+
+
+Spec = dict[str, object]
+
+
+def _two_files(old_path: Path, new_path: Path) -> tuple[str, tuple[str, Spec], tuple[str, Spec]]:
+    from controller.model.validate import parse_manifest
+
+    loaded = []
+    for path in (old_path, new_path):
+        manifest, findings = parse_manifest(path.read_bytes(), str(path))
+        if manifest is None or manifest.kind != "Workflow":
+            problems = report.render(findings, "text") or f"{path}: not a Workflow manifest"
+            raise click.UsageError(f"cannot diff {path}:\n{problems.rstrip()}")
+        loaded.append(manifest)
+    old, new = loaded
+    return new.name, (old.spec["version"], old.spec), (new.spec["version"], new.spec)
+
+
+def _from_history(
+    workflow: str, from_version: str | None, to_version: str | None, repo_path: Path
+) -> tuple[tuple[str, Spec], tuple[str, Spec]]:
+    from controller.git.worktree import read_manifests
+    from controller.model.semver import parse_version
+    from controller.model.validate import parse_manifest
+
+    root = find_root(repo_path.resolve())
+    specs: dict[str, Spec] = {}
+    try:
+        repo = open_repository(str(root))
+        prefix = root.relative_to(Path(repo.workdir).resolve()).as_posix()
+        index = walk(repo, resolve_commit(repo, "HEAD"), "" if prefix == "." else prefix).index
+        specs.update({v: r.spec for v, r in index.versions.get(workflow, {}).items()})
+    except GitError:
+        pass  # not a repository (yet): the working tree alone
+    for path, content in read_manifests(root).items():
+        manifest, _ = parse_manifest(content, path)
+        if manifest is not None and manifest.kind == "Workflow" and manifest.name == workflow:
+            specs.setdefault(manifest.spec["version"], manifest.spec)
+    ordered = sorted(specs, key=parse_version)
+    if not ordered:
+        raise click.UsageError(f"no workflow {workflow!r} in {root}")
+    new = to_version or ordered[-1]
+    if new not in specs:
+        raise click.UsageError(f"{workflow} has no version {new} (versions: {', '.join(ordered)})")
+    if from_version is None:
+        older = [v for v in ordered if parse_version(v) < parse_version(new)]
+        if not older:
+            raise click.UsageError(f"{workflow} {new} is its first version: nothing to compare")
+        from_version = older[-1]
+    if from_version not in specs:
+        raise click.UsageError(
+            f"{workflow} has no version {from_version} (versions: {', '.join(ordered)})"
+        )
+    return (from_version, specs[from_version]), (new, specs[new])

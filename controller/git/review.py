@@ -1,0 +1,149 @@
+"""Reviewing a working tree: what `flowpin validate` (and `flowpin plan`) compute.
+
+Gathers the inputs — manifest files from disk, the base ref's files from git, history
+lookups — and hands them to the pure rules in `controller.model`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from controller.git.history import (
+    GitError,
+    PathHistory,
+    blob_data,
+    manifest_blobs,
+    open_repository,
+    resolve_commit,
+)
+from controller.git.worktree import find_root, read_manifests
+from controller.model.findings import Finding
+from controller.model.history_rules import BaseFile, check_against
+from controller.model.plan import EnvironmentState, Plan, build_plan
+from controller.model.validate import (
+    History,
+    Manifest,
+    NoHistory,
+    check_files,
+    check_repository,
+    parse_manifest,
+)
+
+
+@dataclass
+class Review:
+    root: Path
+    manifests: list[Manifest]
+    findings: list[Finding]
+    base_files: dict[str, BaseFile] = field(default_factory=dict)
+    """Base-ref files whose content differs from the working tree (or that it lacks)."""
+    base_paths: set[str] = field(default_factory=set)
+    """Every manifest path at the base ref."""
+    history: History = field(default_factory=NoHistory)
+    """Versions in history as of HEAD."""
+
+
+def _repository(root: Path) -> tuple[pygit2.Repository, str] | None:
+    try:
+        repo = open_repository(str(root))
+    except GitError:
+        return None
+    workdir = Path(repo.workdir or root).resolve()
+    try:
+        relative = root.resolve().relative_to(workdir).as_posix()
+    except ValueError:
+        return None
+    return repo, "" if relative == "." else relative
+
+
+def review(paths: Sequence[Path], against: str | None = None) -> Review:
+    """Validate the manifests under the repository root that holds `paths`; with `against`,
+    also the history rules relative to that ref. Findings are limited to the files named in
+    `paths` when those are files (a pre-commit hook passes the changed files)."""
+    targets = [p.resolve() for p in (paths or [Path(".")])]
+    root = find_root(targets[0])
+    files = read_manifests(root)
+    for target in targets:
+        if target.is_file():
+            files.setdefault(target.relative_to(root).as_posix(), target.read_bytes())
+    located = _repository(root)
+    history: History = NoHistory()
+    tip: pygit2.Commit | None = None
+    if located is not None:
+        repo, prefix = located
+        try:
+            tip = resolve_commit(repo, "HEAD")
+        except GitError:
+            tip = None  # no commit yet
+    manifests, findings = check_files(files)
+    paths_by_workflow = {m.name: m.path for m in manifests if m.kind == "Workflow"}
+    if located is not None and tip is not None:
+        history = PathHistory(located[0], tip, paths_by_workflow, located[1])
+    findings = sorted(findings + check_repository(manifests, history))
+    result = Review(root, manifests, findings, history=history)
+    if against is not None:
+        if located is None:
+            raise GitError(f"--against needs a git repository; {root} is not in one")
+        repo, prefix = located
+        base = resolve_commit(repo, against)
+        result.base_paths = set(manifest_blobs(repo, base.tree, prefix))
+        result.base_files = _base_files(repo, base, prefix, files)
+        result.findings = sorted(findings + check_against(manifests, result.base_files))
+    chosen = {t.relative_to(root).as_posix() for t in targets if t.is_file()}
+    if chosen:
+        result.findings = [f for f in result.findings if f.file in chosen]
+    return result
+
+
+def _base_files(
+    repo: pygit2.Repository, base: pygit2.Commit, prefix: str, head: dict[str, bytes]
+) -> dict[str, BaseFile]:
+    """The base ref's manifest files that differ from the working tree (by blob id), so
+    that the cost follows the size of the change."""
+    changed: dict[str, BaseFile] = {}
+    for path, blob_id in manifest_blobs(repo, base.tree, prefix).items():
+        content = head.get(path)
+        if content is not None and str(pygit2.hash(content)) == blob_id:
+            continue
+        changed[path] = BaseFile(path, blob_data(repo, blob_id))
+    return changed
+
+
+def plan(paths: Sequence[Path], against: str) -> tuple[Review, Plan]:
+    """What merging the working tree into `against` does to each environment."""
+    result = review(paths, against)
+    head_manifests = {m.path: m for m in result.manifests}
+    base_manifests = {
+        path: manifest
+        for path, manifest in head_manifests.items()
+        if path in result.base_paths and path not in result.base_files
+    }
+    for base_file in result.base_files.values():
+        manifest, _ = parse_manifest(base_file.content, base_file.path)
+        if manifest is not None:
+            base_manifests[base_file.path] = manifest
+
+    def state(manifests: Iterable[Manifest]) -> EnvironmentState:
+        listed = list(manifests)
+        return EnvironmentState(
+            environments={m.name: m.spec for m in listed if m.kind == "Environment"},
+            current_versions={m.name: m.spec["version"] for m in listed if m.kind == "Workflow"},
+        )
+
+    known: dict[tuple[str, str], Mapping[str, Any]] = {
+        (m.name, m.spec["version"]): m.spec
+        for m in [*base_manifests.values(), *head_manifests.values()]
+        if m.kind == "Workflow"
+    }
+
+    def spec_of(workflow: str, version: str) -> Mapping[str, Any] | None:
+        return known.get((workflow, version)) or result.history.versions(workflow).get(version)
+
+    return result, build_plan(
+        state(base_manifests.values()), state(head_manifests.values()), spec_of
+    )

@@ -1,0 +1,694 @@
+"""Validation of Workflow and Environment manifests.
+
+The JSON Schemas in `controller/api/schemas/` come first; the semantic rules a schema cannot
+express follow, per file (`check_workflow`, `check_environment`) and across the repository
+(`check_repository`: names, pins, promotion graph, migration maps). Every problem becomes a
+`Finding` with file, line, column and field path. Pure: callers pass file contents, and what
+git history knows through the small `History` protocol.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from controller.api.schemas import load_schema
+from controller.model import cel
+from controller.model.durations import parse_duration
+from controller.model.findings import Finding, PathElement, format_path
+from controller.model.graph import END, adjacency, cycles, reachable, step_edges
+from controller.model.schedule import validate_cron, validate_timezone
+from controller.model.semver import parse_range, parse_version
+from controller.model.source_map import LoadedDocument, load_yaml
+from controller.model.templates import TemplateSyntaxError, find_templates
+
+KINDS = ("Workflow", "Environment")
+LATEST = "latest"
+Path = tuple[PathElement, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A schema-valid manifest file."""
+
+    path: str
+    kind: str
+    name: str
+    data: dict[str, Any]
+    document: LoadedDocument
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = self.data["spec"]
+        return spec
+
+    def at(self, path: Path, code: str, message: str, severity: str = "error") -> Finding:
+        return self.document.finding(path, code, message, severity)
+
+
+class History(Protocol):
+    """What git history knows about versions (beyond the files in the tree)."""
+
+    def versions(self, workflow: str) -> Mapping[str, Mapping[str, Any]]:
+        """Version → spec of every version of `workflow` in history (may be empty)."""
+        ...
+
+
+class NoHistory:
+    """Outside a git repository: only the versions in the tree exist."""
+
+    def versions(self, workflow: str) -> Mapping[str, Mapping[str, Any]]:
+        return {}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@functools.cache
+def _validator(kind: str) -> jsonschema.Draft202012Validator:
+    schema = load_schema("workflow" if kind == "Workflow" else "environment")
+    return jsonschema.Draft202012Validator(schema)
+
+
+def parse_manifest(content: bytes | str, path: str) -> tuple[Manifest | None, list[Finding]]:
+    """Load and schema-check one file. The manifest is None when it has errors."""
+    document = load_yaml(content, path)
+    if not document.ok:
+        return None, list(document.findings)
+    data = document.data
+    if not isinstance(data, dict):
+        return None, [document.finding((), "not-a-manifest", "expected a mapping with kind")]
+    kind = data.get("kind")
+    if kind not in KINDS:
+        hint = _did_you_mean(str(kind), KINDS)
+        return None, [
+            document.finding(
+                ("kind",),
+                "unknown-kind",
+                f"kind must be Workflow or Environment, got {kind!r}{hint}",
+            )
+        ]
+    findings = sorted(_schema_findings(document, data, _validator(kind)))
+    if findings:
+        return None, findings
+    return Manifest(path, kind, data["metadata"]["name"], data, document), []
+
+
+def _schema_findings(
+    document: LoadedDocument, data: Any, validator: jsonschema.Draft202012Validator
+) -> Iterator[Finding]:
+    seen: set[tuple[str, str]] = set()
+    for error in validator.iter_errors(data):
+        for path, message in _describe(error):
+            key = (format_path(path), message)
+            if key not in seen:
+                seen.add(key)
+                yield document.finding(path, "schema", message)
+
+
+def _describe(error: ValidationError) -> Iterator[tuple[Path, str]]:
+    """Messages for people: name the field, say what is expected, suggest a spelling."""
+    path: Path = tuple(error.absolute_path)
+    instance = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    if kind == "required" and isinstance(instance, dict):
+        for name in error.validator_value:
+            if name not in instance:
+                yield (*path, name), f"missing required field {name!r}"
+        return
+    if kind == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        for name in instance:
+            if name not in allowed:
+                yield (*path, name), f"unknown field {name!r}{_did_you_mean(name, allowed)}"
+        return
+    if kind == "enum":
+        options = ", ".join(str(v) for v in error.validator_value)
+        hint = _did_you_mean(str(instance), [str(v) for v in error.validator_value])
+        yield path, f"must be one of {options}; got {instance!r}{hint}"
+        return
+    if kind == "type":
+        expected = error.validator_value
+        names = " or ".join(expected) if isinstance(expected, list) else expected
+        yield path, f"must be {_article(str(names))}, got {_json_type(instance)} {instance!r}"
+        return
+    if kind == "oneOf" and all(
+        isinstance(branch, dict) and set(branch) == {"required"} for branch in error.validator_value
+    ):
+        names = [branch["required"][0] for branch in error.validator_value]
+        yield path, f"set exactly one of {', '.join(names)}"
+        return
+    description = str(schema.get("description", "")).split(". ")[0].rstrip(".")
+    if kind in {"pattern", "anyOf", "oneOf"} and description:
+        yield path, f"invalid value {instance!r}: expected {_lower_first(description)}"
+        return
+    yield path, error.message
+
+
+def _article(name: str) -> str:
+    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- workflows
+
+_STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*[\"']([^\"']+)[\"']\s*\])")
+_DASHED_STEP_REF = re.compile(r"\bsteps\.([a-z0-9_]+(?:-[a-z0-9_]+)+)")
+
+
+def check_workflow(manifest: Manifest) -> list[Finding]:
+    spec = manifest.spec
+    steps: list[dict[str, Any]] = spec["steps"]
+    findings: list[Finding] = []
+    findings += _unique_ids(manifest, steps, ("spec", "steps"), "step")
+    findings += _unique_ids(manifest, spec.get("triggers", []), ("spec", "triggers"), "trigger")
+    findings += _check_edges(manifest, steps)
+    findings += _check_graph(manifest, steps)
+    ids = {step["id"] for step in steps}
+    for index, step in enumerate(steps):
+        findings += _check_step(manifest, step, ("spec", "steps", index), ids)
+    for index, trigger in enumerate(spec.get("triggers", [])):
+        findings += _check_trigger(manifest, trigger, ("spec", "triggers", index))
+    if "inputs" in spec:
+        findings += _check_inputs_schema(manifest, spec["inputs"])
+    if "settings" in spec and "timeout" in spec["settings"]:
+        findings += _check_duration(manifest, spec["settings"]["timeout"], ("spec", "settings"))
+    for index, migration in enumerate(spec.get("migrations", [])):
+        findings += _check_migration_entry(manifest, migration, ("spec", "migrations", index), ids)
+    return findings
+
+
+def _unique_ids(
+    manifest: Manifest, items: Sequence[Mapping[str, Any]], base: Path, what: str
+) -> Iterator[Finding]:
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        item_id = item["id"]
+        if item_id in first:
+            where = format_path((*base, first[item_id]))
+            yield manifest.at(
+                (*base, index, "id"),
+                f"duplicate-{what}-id",
+                f"{what} id {item_id!r} is already used by {where}",
+            )
+        else:
+            first[item_id] = index
+
+
+def _check_edges(manifest: Manifest, steps: list[dict[str, Any]]) -> Iterator[Finding]:
+    ids = [step["id"] for step in steps]
+    for index, step in enumerate(steps):
+        for edge in step_edges(step):
+            if edge.target != END and edge.target not in ids:
+                hint = _did_you_mean(edge.target, ids)
+                yield manifest.at(
+                    ("spec", "steps", index, *edge.field),
+                    "unknown-step",
+                    f"no step {edge.target!r}{hint}; name a step of this workflow or `end`",
+                )
+
+
+def _check_graph(manifest: Manifest, steps: list[dict[str, Any]]) -> Iterator[Finding]:
+    graph = adjacency(steps)
+    index_of = {step["id"]: i for i, step in reversed(list(enumerate(steps)))}
+    entry = steps[0]["id"]
+    seen = reachable(graph, entry)
+    for step_id, index in sorted(index_of.items(), key=lambda item: item[1]):
+        if step_id not in seen:
+            yield manifest.at(
+                ("spec", "steps", index, "id"),
+                "unreachable-step",
+                f"step {step_id!r} cannot be reached from the entry step {entry!r}; "
+                "point a next, then, else or onError at it, or remove it",
+            )
+    types = {step["id"]: step["type"] for step in steps}
+    for component in cycles(graph):
+        if not any(types[member] == "wait" for member in component):
+            loop = " → ".join([*component, component[0]])
+            yield manifest.at(
+                ("spec", "steps", index_of[component[0]], "id"),
+                "cycle-without-wait",
+                f"steps loop without a wait step ({loop}); a run would spin forever. "
+                "Add a wait step to the loop",
+            )
+
+
+def _check_step(
+    manifest: Manifest, step: dict[str, Any], path: Path, ids: set[str]
+) -> Iterator[Finding]:
+    kind = step["type"]
+    if "timeout" in step:
+        yield from _check_duration(manifest, step["timeout"], (*path, "timeout"))
+    retry = step.get("retry", {})
+    for field in ("initialDelay", "maxDelay"):
+        if field in retry:
+            yield from _check_duration(manifest, retry[field], (*path, "retry", field))
+    if kind == "condition":
+        yield from _check_cel(
+            manifest, step["condition"]["when"], (*path, "condition", "when"), ids
+        )
+        if "next" in step:
+            yield manifest.at(
+                (*path, "next"),
+                "ignored-field",
+                "a condition step continues with condition.then or condition.else; next is ignored",
+                "warning",
+            )
+    elif kind == "set":
+        for name, expression in step["set"].items():
+            yield from _check_cel(manifest, expression, (*path, "set", name), ids)
+    elif kind == "wait":
+        wait = step["wait"]
+        if "duration" in wait:
+            yield from _check_duration(manifest, wait["duration"], (*path, "wait", "duration"))
+        if "until" in wait:
+            yield from _check_until(manifest, wait["until"], (*path, "wait", "until"), ids)
+    elif kind == "fail" and "next" in step:
+        yield manifest.at(
+            (*path, "next"), "ignored-field", "a fail step ends the run; next is ignored", "warning"
+        )
+    for field_path, text in _template_strings(step, path):
+        yield from _check_templates(manifest, text, field_path, ids)
+    wrong = [
+        other
+        for other in ("http", "wait", "condition", "set", "fail", "log", "n8n")
+        if other in step and other != kind
+    ]
+    for other in wrong:
+        yield manifest.at(
+            (*path, other),
+            "ignored-field",
+            f"a {kind} step does not use {other!r}; remove it or change the type",
+        )
+
+
+def _template_strings(step: Mapping[str, Any], path: Path) -> Iterator[tuple[Path, str]]:
+    """Strings that may hold `${ }` templates: request fields and messages."""
+    http = step.get("http")
+    if step.get("type") == "http" and isinstance(http, Mapping):
+        yield (*path, "http", "url"), http["url"]
+        for name, value in http.get("headers", {}).items():
+            yield (*path, "http", "headers", name), value
+        if "body" in http:
+            yield from _strings_in(http["body"], (*path, "http", "body"))
+    for kind in ("fail", "log"):
+        block = step.get(kind)
+        if step.get("type") == kind and isinstance(block, Mapping) and "message" in block:
+            yield (*path, kind, "message"), block["message"]
+
+
+def _strings_in(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
+    todo: list[tuple[Any, Path]] = [(value, path)]
+    while todo:
+        item, where = todo.pop()
+        if isinstance(item, str):
+            yield where, item
+        elif isinstance(item, Mapping):
+            todo.extend((sub, (*where, str(key))) for key, sub in item.items())
+        elif isinstance(item, list):
+            todo.extend((sub, (*where, i)) for i, sub in enumerate(item))
+
+
+def _check_templates(manifest: Manifest, text: str, path: Path, ids: set[str]) -> Iterator[Finding]:
+    try:
+        templates = find_templates(text)
+    except TemplateSyntaxError as error:
+        yield manifest.at(path, "template-syntax", f"at character {error.offset + 1}: {error}")
+        return
+    for template in templates:
+        yield from _check_cel(manifest, template.expression, path, ids)
+
+
+def _check_until(manifest: Manifest, text: str, path: Path, ids: set[str]) -> Iterator[Finding]:
+    if "${" in text:
+        yield from _check_templates(manifest, text, path, ids)
+        return
+    import datetime
+
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        yield manifest.at(
+            path, "invalid-time", f"{text!r} is not an RFC 3339 time such as 2026-01-31T09:00:00Z"
+        )
+        return
+    if moment.tzinfo is None:
+        yield manifest.at(
+            path, "invalid-time", f"{text!r} has no time zone; add Z or an offset such as +01:00"
+        )
+
+
+def _check_cel(
+    manifest: Manifest, expression: str, path: Path, ids: set[str] | None
+) -> Iterator[Finding]:
+    issue = cel.issue(expression)
+    if issue is not None:
+        yield manifest.at(path, "cel-syntax", f"invalid CEL expression {expression!r}: {issue}")
+        return
+    if ids is None:
+        return
+    for match in _DASHED_STEP_REF.finditer(expression):
+        step_id = match.group(1)
+        yield manifest.at(
+            path,
+            "cel-step-reference",
+            f"`steps.{step_id}` reads as a subtraction in CEL; "
+            f'write steps["{step_id}"] for step ids that contain "-"',
+        )
+    for match in _STEP_REF.finditer(expression):
+        step_id = match.group(1) or match.group(2)
+        dashed = match.group(1) and expression[match.end() : match.end() + 1] == "-"
+        if step_id not in ids and not dashed:
+            yield manifest.at(
+                path,
+                "unknown-step",
+                f"expression reads steps.{step_id}, but there is no step {step_id!r}"
+                f"{_did_you_mean(step_id, ids)}",
+            )
+
+
+def _check_duration(manifest: Manifest, text: str, path: Path) -> Iterator[Finding]:
+    try:
+        if parse_duration(text).total_seconds() <= 0:
+            yield manifest.at(path, "invalid-duration", f"duration {text!r} must be positive")
+    except ValueError as error:
+        yield manifest.at(path, "invalid-duration", str(error))
+
+
+def _check_trigger(manifest: Manifest, trigger: dict[str, Any], path: Path) -> Iterator[Finding]:
+    kind = trigger["type"]
+    if kind == "schedule":
+        problem = validate_cron(trigger["schedule"])
+        if problem:
+            yield manifest.at((*path, "schedule"), "invalid-schedule", problem)
+        if "startingDeadline" in trigger:
+            yield from _check_duration(
+                manifest, trigger["startingDeadline"], (*path, "startingDeadline")
+            )
+    else:
+        for field in ("schedule", "timezone", "startingDeadline"):
+            if field in trigger:
+                yield manifest.at(
+                    (*path, field),
+                    "ignored-field",
+                    f"{field} applies to schedule triggers only",
+                    "warning",
+                )
+    if "timezone" in trigger:
+        problem = validate_timezone(trigger["timezone"])
+        if problem:
+            yield manifest.at((*path, "timezone"), "invalid-timezone", problem)
+
+
+def _check_inputs_schema(manifest: Manifest, inputs: Mapping[str, Any]) -> Iterator[Finding]:
+    for error in jsonschema.Draft202012Validator(
+        jsonschema.Draft202012Validator.META_SCHEMA
+    ).iter_errors(inputs):
+        yield manifest.at(
+            ("spec", "inputs", *error.absolute_path),
+            "invalid-inputs-schema",
+            f"inputs is not a valid JSON Schema: {error.message}",
+        )
+
+
+def _check_migration_entry(
+    manifest: Manifest, migration: Mapping[str, Any], path: Path, ids: set[str]
+) -> Iterator[Finding]:
+    try:
+        parse_range(migration["from"])
+    except ValueError as error:
+        yield manifest.at((*path, "from"), "invalid-range", str(error))
+    for old, new in migration.get("map", {}).items():
+        if new not in ids:
+            yield manifest.at(
+                (*path, "map", old),
+                "unknown-step",
+                f"maps {old!r} to {new!r}, which is not a step of this version"
+                f"{_did_you_mean(new, ids)}",
+            )
+    for name, expression in migration.get("set", {}).items():
+        yield from _check_cel(manifest, expression, (*path, "set", name), None)
+
+
+# --------------------------------------------------------------------------- environments
+
+
+def check_environment(manifest: Manifest) -> list[Finding]:
+    spec = manifest.spec
+    findings: list[Finding] = []
+    promotion = spec.get("promotion", {})
+    if "soak" in promotion:
+        findings += _check_duration(manifest, promotion["soak"], ("spec", "promotion", "soak"))
+    for index, window in enumerate(promotion.get("windows", [])):
+        path: Path = ("spec", "promotion", "windows", index)
+        problem = validate_cron(window["schedule"])
+        if problem:
+            findings.append(manifest.at((*path, "schedule"), "invalid-schedule", problem))
+        findings += _check_duration(manifest, window["duration"], (*path, "duration"))
+        if "timezone" in window:
+            problem = validate_timezone(window["timezone"])
+            if problem:
+                findings.append(manifest.at((*path, "timezone"), "invalid-timezone", problem))
+    rollout = spec.get("rollout", {})
+    steps = rollout.get("steps", [])
+    if rollout.get("strategy") == "canary" and not steps:
+        findings.append(
+            manifest.at(
+                ("spec", "rollout", "steps"),
+                "canary-without-steps",
+                "a canary rollout needs steps, such as [{weight: 10, pause: 10m}]",
+            )
+        )
+    if rollout.get("strategy", "immediate") == "immediate" and steps:
+        findings.append(
+            manifest.at(
+                ("spec", "rollout", "steps"),
+                "ignored-field",
+                "steps apply to canary rollouts only",
+                "warning",
+            )
+        )
+    weights = [step["weight"] for step in steps]
+    for index in range(1, len(weights)):
+        if weights[index] <= weights[index - 1]:
+            findings.append(
+                manifest.at(
+                    ("spec", "rollout", "steps", index, "weight"),
+                    "canary-weights",
+                    f"canary weights must increase: {weights[index]} follows {weights[index - 1]}",
+                )
+            )
+    for index, step in enumerate(steps):
+        if "pause" in step:
+            findings += _check_duration(
+                manifest, step["pause"], ("spec", "rollout", "steps", index, "pause")
+            )
+    if "window" in rollout.get("analysis", {}):
+        findings += _check_duration(
+            manifest, rollout["analysis"]["window"], ("spec", "rollout", "analysis", "window")
+        )
+    if "interval" in spec.get("migration", {}):
+        findings += _check_duration(
+            manifest, spec["migration"]["interval"], ("spec", "migration", "interval")
+        )
+    return findings
+
+
+# --------------------------------------------------------------------------- repository
+
+
+def check_repository(manifests: Sequence[Manifest], history: History) -> list[Finding]:
+    """Rules across files: unique names, pins, the promotion graph, migration maps."""
+    findings: list[Finding] = []
+    workflows = _unique_names([m for m in manifests if m.kind == "Workflow"], "workflow", findings)
+    environments = _unique_names(
+        [m for m in manifests if m.kind == "Environment"], "environment", findings
+    )
+    for environment in environments.values():
+        findings += _check_pins(environment, workflows, history)
+        source = environment.spec.get("promotion", {}).get("from")
+        if source is not None and source not in environments:
+            findings.append(
+                environment.at(
+                    ("spec", "promotion", "from"),
+                    "unknown-environment",
+                    f"promotes from {source!r}, but there is no such environment"
+                    f"{_did_you_mean(source, environments)}",
+                )
+            )
+    findings += _check_promotion_cycles(environments)
+    for workflow in workflows.values():
+        findings += _check_migration_sources(workflow, history)
+    return findings
+
+
+def _unique_names(
+    manifests: Sequence[Manifest], what: str, findings: list[Finding]
+) -> dict[str, Manifest]:
+    by_name: dict[str, Manifest] = {}
+    for manifest in sorted(manifests, key=lambda m: m.path):
+        if manifest.name in by_name:
+            findings.append(
+                manifest.at(
+                    ("metadata", "name"),
+                    f"duplicate-{what}",
+                    f"{what} {manifest.name!r} is already defined in {by_name[manifest.name].path}",
+                )
+            )
+        else:
+            by_name[manifest.name] = manifest
+    return by_name
+
+
+def _check_pins(
+    environment: Manifest, workflows: Mapping[str, Manifest], history: History
+) -> Iterator[Finding]:
+    for workflow, pin in environment.spec.get("pins", {}).items():
+        path: Path = ("spec", "pins", workflow)
+        if workflow not in workflows:
+            yield environment.at(
+                path,
+                "unknown-workflow",
+                f"pins {workflow!r}, but no workflow has that name"
+                f"{_did_you_mean(workflow, workflows)}",
+            )
+            continue
+        if pin == LATEST:
+            continue
+        current = workflows[workflow].spec["version"]
+        if pin != current and pin not in history.versions(workflow):
+            yield environment.at(
+                path,
+                "unknown-version",
+                f"pins {workflow} {pin}, but that version is not in git history "
+                f"(the workflow is at {current})",
+            )
+
+
+def _check_promotion_cycles(environments: Mapping[str, Manifest]) -> Iterator[Finding]:
+    graph = {
+        name: [m.spec["promotion"]["from"]]
+        if m.spec.get("promotion", {}).get("from") in environments
+        else []
+        for name, m in environments.items()
+    }
+    for component in cycles(graph):
+        loop = " ← ".join([*component, component[0]])
+        first = environments[component[0]]
+        yield first.at(
+            ("spec", "promotion", "from"),
+            "promotion-cycle",
+            f"environments promote from each other in a loop ({loop}); "
+            "a version could never be verified upstream",
+        )
+
+
+def _check_migration_sources(workflow: Manifest, history: History) -> Iterator[Finding]:
+    known = {**history.versions(workflow.name)}
+    known.pop(workflow.spec["version"], None)
+    if not known:
+        return  # nothing older to check against (a new workflow, or no git history)
+    new_types = {step["id"]: step["type"] for step in workflow.spec["steps"]}
+    for index, migration in enumerate(workflow.spec.get("migrations", [])):
+        path: Path = ("spec", "migrations", index)
+        try:
+            version_range = parse_range(migration["from"])
+        except ValueError:
+            continue  # reported by check_workflow
+        matching = {
+            version: spec for version, spec in known.items() if _in_range(version_range, version)
+        }
+        if not matching:
+            yield workflow.at(
+                (*path, "from"),
+                "migration-range-empty",
+                f"no version in history matches {migration['from']!r}",
+                "warning",
+            )
+            continue
+        for old, new in migration.get("map", {}).items():
+            old_types = {
+                step["type"]
+                for spec in matching.values()
+                for step in spec.get("steps", [])
+                if step.get("id") == old
+            }
+            if not old_types:
+                yield workflow.at(
+                    (*path, "map", old),
+                    "unknown-step",
+                    f"maps step {old!r}, which no version matching {migration['from']!r} has",
+                )
+            elif new in new_types and new_types[new] not in old_types:
+                yield workflow.at(
+                    (*path, "map", old),
+                    "migration-type-change",
+                    f"maps {old!r} ({'/'.join(sorted(old_types))}) to {new!r} "
+                    f"({new_types[new]}); a migrated run keeps its step type",
+                )
+
+
+def _in_range(version_range: Any, version: str) -> bool:
+    try:
+        return bool(version_range.contains(parse_version(version)))
+    except ValueError:
+        return False
+
+
+# --------------------------------------------------------------------------- files
+
+
+def check_files(files: Mapping[str, bytes | str]) -> tuple[list[Manifest], list[Finding]]:
+    """Schema and per-file rules for a set of files (path → content)."""
+    manifests: list[Manifest] = []
+    findings: list[Finding] = []
+    for path in sorted(files):
+        manifest, problems = parse_manifest(files[path], path)
+        findings += problems
+        if manifest is None:
+            continue
+        manifests.append(manifest)
+        if manifest.kind == "Workflow":
+            findings += check_workflow(manifest)
+        else:
+            findings += check_environment(manifest)
+    return manifests, findings
+
+
+def validate_manifests(
+    files: Mapping[str, bytes | str], history: History | None = None
+) -> tuple[list[Manifest], list[Finding]]:
+    """Every rule: schema, per-file, and across the repository."""
+    manifests, findings = check_files(files)
+    findings += check_repository(manifests, history or NoHistory())
+    return manifests, sorted(findings)

@@ -1,0 +1,187 @@
+"""Versions from git history, as a pure fold over commits.
+
+For each workflow file, every distinct `spec.version` becomes one version whose content is
+the file as of the commit where that version first appeared. A later commit that changes the
+content without bumping the version does not change it; it raises a `version-mutated`
+finding instead. A deleted or invalid file removes nothing. `VersionIndex.apply` takes one
+commit's changed files, so the same fold serves a full walk and an incremental sync.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.model.findings import Finding
+from controller.model.validate import (
+    Manifest,
+    check_environment,
+    check_workflow,
+    parse_manifest,
+)
+
+
+@dataclass(frozen=True)
+class CommitMeta:
+    id: str
+    author: str  # "Name <email>"
+    time: datetime.datetime
+    message: str  # first line
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    workflow: str
+    version: str
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    digest: str
+    path: str
+    commit: CommitMeta
+    problems: tuple[Finding, ...] = ()  # semantic errors: the version exists but is invalid
+
+    @property
+    def valid(self) -> bool:
+        return not any(problem.is_error for problem in self.problems)
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    name: str
+    spec: dict[str, Any]
+    labels: dict[str, str]
+    digest: str
+    path: str
+    commit: CommitMeta
+
+
+@dataclass(frozen=True)
+class FileState:
+    """What the newest commit says about one manifest file."""
+
+    kind: str | None  # None when the file does not parse
+    name: str | None
+    version: str | None
+    digest: str | None
+    findings: tuple[Finding, ...] = ()
+    commit: str = ""
+
+
+def digest_of(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class VersionIndex:
+    versions: dict[str, dict[str, VersionRecord]] = field(default_factory=dict)
+    environments: dict[str, EnvironmentRecord] = field(default_factory=dict)
+    files: dict[str, FileState] = field(default_factory=dict)
+    last_commit: str | None = None
+
+    def apply(self, commit: CommitMeta, changes: Mapping[str, bytes | None]) -> list[Finding]:
+        """Fold one commit's changed manifest files (path → content, None when deleted).
+        Returns the findings this commit raised."""
+        raised: list[Finding] = []
+        for path in sorted(changes):
+            content = changes[path]
+            if content is None:
+                state = self.files.pop(path, None)
+                if state is not None and state.kind == "Environment" and state.name:
+                    record = self.environments.get(state.name)
+                    if record is not None and record.path == path:
+                        del self.environments[state.name]
+                continue
+            manifest, findings = parse_manifest(content, path)
+            if manifest is None:
+                self.files[path] = FileState(None, None, None, None, tuple(findings), commit.id)
+                raised += findings
+                continue
+            if manifest.kind == "Workflow":
+                raised += self._apply_workflow(manifest, commit)
+            else:
+                raised += self._apply_environment(manifest, commit)
+        self.last_commit = commit.id
+        return raised
+
+    def _apply_workflow(self, manifest: Manifest, commit: CommitMeta) -> list[Finding]:
+        spec = manifest.spec
+        version = spec["version"]
+        digest = digest_of(spec)
+        problems = tuple(check_workflow(manifest))
+        known = self.versions.setdefault(manifest.name, {})
+        raised = [p for p in problems if p.is_error]
+        existing = known.get(version)
+        if existing is None:
+            known[version] = VersionRecord(
+                workflow=manifest.name,
+                version=version,
+                spec=spec,
+                labels=dict(manifest.data["metadata"].get("labels", {})),
+                digest=digest,
+                path=manifest.path,
+                commit=commit,
+                problems=problems,
+            )
+        elif existing.digest != digest:
+            raised.append(
+                manifest.at(
+                    ("spec", "version"),
+                    "version-mutated",
+                    f"{manifest.name} {version} changed in commit {commit.id[:12]} without a "
+                    f"version bump; the mirrored {version} keeps the content of commit "
+                    f"{existing.commit.id[:12]}. Bump spec.version to publish the change",
+                    "warning",
+                )
+            )
+        self.files[manifest.path] = FileState(
+            "Workflow", manifest.name, version, digest, tuple(raised), commit.id
+        )
+        return raised
+
+    def _apply_environment(self, manifest: Manifest, commit: CommitMeta) -> list[Finding]:
+        problems = tuple(check_environment(manifest))
+        digest = digest_of(manifest.spec)
+        self.environments[manifest.name] = EnvironmentRecord(
+            name=manifest.name,
+            spec=manifest.spec,
+            labels=dict(manifest.data["metadata"].get("labels", {})),
+            digest=digest,
+            path=manifest.path,
+            commit=commit,
+        )
+        errors = tuple(p for p in problems if p.is_error)
+        self.files[manifest.path] = FileState(
+            "Environment", manifest.name, None, digest, errors, commit.id
+        )
+        return list(errors)
+
+    def mutated(self) -> list[Finding]:
+        """`version-mutated` findings that still hold at the newest commit."""
+        return [
+            finding
+            for state in self.files.values()
+            for finding in state.findings
+            if finding.code == "version-mutated"
+        ]
+
+    def invalid_files(self) -> list[Finding]:
+        """Error findings of files as they are at the newest commit."""
+        return sorted(
+            finding
+            for state in self.files.values()
+            for finding in state.findings
+            if finding.is_error
+        )
+
+    def current_versions(self) -> dict[str, str]:
+        """Workflow → the version its file declares at the newest commit."""
+        return {
+            state.name: state.version
+            for state in self.files.values()
+            if state.kind == "Workflow" and state.name and state.version
+        }
