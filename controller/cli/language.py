@@ -37,21 +37,30 @@ def validate(paths: tuple[Path, ...], against: str | None, fmt: str) -> None:
     PATHS are the repository (the directory holding workflows/ and environments/, default
     the current one) or single files in it. Exit status: 0 clean, 1 findings, 2 usage error.
     """
+    from dataclasses import replace
+
+    from controller.git.review import NothingToReview, display_path
+
     try:
-        result = review(list(paths), against)
-    except GitError as error:
+        reviews = review(list(paths), against)
+    except (GitError, NothingToReview) as error:
         raise click.UsageError(str(error)) from error
-    output = report.render(result.findings, fmt, color=fmt == "text" and _color())
+    findings = sorted(
+        replace(finding, file=display_path(result.root, finding.file))
+        for result in reviews
+        for finding in result.findings
+    )
+    output = report.render(findings, fmt, color=fmt == "text" and _color())
     if output:
         click.echo(output.rstrip("\n"))
-    errors = sum(1 for f in result.findings if f.is_error)
+    errors = sum(1 for f in findings if f.is_error)
     if fmt == "text":
-        files = len(result.manifests)
+        files = sum(len(result.manifests) for result in reviews)
+        warnings = len(findings) - errors
         click.echo(
             f"{files} manifest{'s' if files != 1 else ''} checked: "
             f"{errors} error{'s' if errors != 1 else ''}, "
-            f"{len(result.findings) - errors} warning"
-            f"{'s' if len(result.findings) - errors != 1 else ''}",
+            f"{warnings} warning{'s' if warnings != 1 else ''}",
             err=True,
         )
     sys.exit(1 if errors else 0)
@@ -148,12 +157,13 @@ def plan(paths: tuple[Path, ...], against: str, fmt: str) -> None:
     """What merging this working tree into REF does to each environment: deployments that
     change, the gates they pass, and breaking changes with their migrations. Markdown is
     ready to post as a pull-request comment."""
+    from controller.git.review import NothingToReview
     from controller.git.review import plan as build
     from controller.model.plan import render_json, render_markdown, render_text
 
     try:
         _, result = build(list(paths), against)
-    except GitError as error:
+    except (GitError, NothingToReview) as error:
         raise click.UsageError(str(error)) from error
     render = {"markdown": render_markdown, "json": render_json, "text": render_text}[fmt]
     click.echo(render(result).rstrip("\n"))

@@ -6,6 +6,7 @@ lookups — and hands them to the pure rules in `controller.model`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,12 +62,34 @@ def _repository(root: Path) -> tuple[pygit2.Repository, str] | None:
     return repo, "" if relative == "." else relative
 
 
-def review(paths: Sequence[Path], against: str | None = None) -> Review:
-    """Validate the manifests under the repository root that holds `paths`; with `against`,
-    also the history rules relative to that ref. Findings are limited to the files named in
-    `paths` when those are files (a pre-commit hook passes the changed files)."""
+class NothingToReview(Exception):
+    """The paths hold no manifests: almost always a wrong path in a CI configuration."""
+
+
+def review(paths: Sequence[Path], against: str | None = None) -> list[Review]:
+    """Validate the manifests of every repository root that holds one of `paths` (the
+    directory with workflows/ or environments/); with `against`, also the history rules
+    relative to that ref. Findings are limited to the files named in `paths` when those are
+    files (a pre-commit hook passes the changed files), and name files relative to the
+    current directory, as CI annotations need."""
     targets = [p.resolve() for p in (paths or [Path(".")])]
-    root = find_root(targets[0])
+    by_root: dict[Path, list[Path]] = {}
+    for target in targets:
+        by_root.setdefault(find_root(target), []).append(target)
+    reviews = [_review_root(root, chosen, against) for root, chosen in by_root.items()]
+    if not any(r.manifests or r.findings for r in reviews):
+        where = ", ".join(str(p) for p in (paths or [Path(".")]))
+        raise NothingToReview(
+            f"no manifests in {where}: expected workflows/ or environments/ with .yaml files"
+        )
+    return reviews
+
+
+def display_path(root: Path, file: str) -> str:
+    return os.path.relpath(root / file)
+
+
+def _review_root(root: Path, targets: list[Path], against: str | None) -> Review:
     files = read_manifests(root)
     for target in targets:
         if target.is_file():
@@ -75,9 +98,8 @@ def review(paths: Sequence[Path], against: str | None = None) -> Review:
     history: History = NoHistory()
     tip: pygit2.Commit | None = None
     if located is not None:
-        repo, prefix = located
         try:
-            tip = resolve_commit(repo, "HEAD")
+            tip = resolve_commit(located[0], "HEAD")
         except GitError:
             tip = None  # no commit yet
     manifests, findings = check_files(files)
@@ -116,7 +138,10 @@ def _base_files(
 
 def plan(paths: Sequence[Path], against: str) -> tuple[Review, Plan]:
     """What merging the working tree into `against` does to each environment."""
-    result = review(paths, against)
+    reviews = review(paths, against)
+    if len(reviews) > 1:
+        raise NothingToReview("plan one repository at a time: the paths are in different ones")
+    result = reviews[0]
     head_manifests = {m.path: m for m in result.manifests}
     base_manifests = {
         path: manifest

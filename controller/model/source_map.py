@@ -75,11 +75,30 @@ class LoadedDocument:
             node, key_node = child, child_key
         return _pos(node)
 
+    def key_position(self, path: Sequence[PathElement]) -> tuple[int, int]:
+        """1-based (line, column) of the key of the last element of `path` (for "unknown
+        field" errors, which are about the key, whatever its value spans)."""
+        node = self.root
+        key_node: Node | None = None
+        for element in path:
+            if node is None:
+                break
+            child, key_node = _child(node, element)
+            if child is None:
+                return self.position(path)
+            node = child
+        return _pos(key_node) if key_node is not None else self.position(path)
+
     def finding(
-        self, path: Sequence[PathElement], code: str, message: str, severity: str = "error"
+        self,
+        path: Sequence[PathElement],
+        code: str,
+        message: str,
+        severity: str = "error",
+        at_key: bool = False,
     ) -> Finding:
-        """A finding located at `path` in this document."""
-        line, column = self.position(path)
+        """A finding located at `path` in this document (at its key with `at_key`)."""
+        line, column = self.key_position(path) if at_key else self.position(path)
         return Finding(
             self.filename,
             line,
@@ -296,17 +315,32 @@ def _scan(
         return Finding(filename, line, column, code, message)
 
     events: Iterator[yaml.Event] = yaml.parse(text, Loader=_EVENT_LOADER)
+    extra_start: yaml.Event | None = None  # start of a document after the first
+    extra_index = 0
     try:
         for event in events:
             recorded.append(event)
-            if isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
+            if extra_start is not None:
+                # A later document may only be empty (a trailing `---`, as kubectl allows).
+                if isinstance(event, yaml.DocumentEndEvent):
+                    del recorded[extra_index:]
+                    extra_start = None
+                    continue
+                if not (
+                    isinstance(event, yaml.ScalarEvent)
+                    and event.value == ""
+                    and event.tag is None
+                    and event.anchor is None
+                ):
                     return at(
-                        event,
+                        extra_start,
                         "multiple-documents",
                         "file has more than one YAML document; put one manifest per file",
                     )
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    extra_start, extra_index = event, len(recorded) - 1
             elif isinstance(event, yaml.AliasEvent):
                 if any(o.anchor == event.anchor for o in stack):
                     return at(

@@ -86,6 +86,8 @@ def parse_manifest(content: bytes | str, path: str) -> tuple[Manifest | None, li
     if not isinstance(data, dict):
         return None, [document.finding((), "not-a-manifest", "expected a mapping with kind")]
     kind = data.get("kind")
+    if kind is None:
+        return None, [document.finding(("kind",), "schema", "missing required field 'kind'")]
     if kind not in KINDS:
         hint = _did_you_mean(str(kind), KINDS)
         return None, [
@@ -98,7 +100,17 @@ def parse_manifest(content: bytes | str, path: str) -> tuple[Manifest | None, li
     findings = sorted(_schema_findings(document, data, _validator(kind)))
     if findings:
         return None, findings
-    return Manifest(path, kind, data["metadata"]["name"], data, document), []
+    expected_dir = "workflows" if kind == "Workflow" else "environments"
+    if expected_dir not in path.split("/")[:-1]:
+        findings.append(
+            document.finding(
+                ("kind",),
+                "misplaced-manifest",
+                f"a {kind} belongs under {expected_dir}/; flowpin reads {kind}s only there",
+                "warning",
+            )
+        )
+    return Manifest(path, kind, data["metadata"]["name"], data, document), findings
 
 
 def _schema_findings(
@@ -106,14 +118,14 @@ def _schema_findings(
 ) -> Iterator[Finding]:
     seen: set[tuple[str, str]] = set()
     for error in validator.iter_errors(data):
-        for path, message in _describe(error):
+        for path, message, at_key in _describe(error):
             key = (format_path(path), message)
             if key not in seen:
                 seen.add(key)
-                yield document.finding(path, "schema", message)
+                yield document.finding(path, "schema", message, at_key=at_key)
 
 
-def _describe(error: ValidationError) -> Iterator[tuple[Path, str]]:
+def _describe(error: ValidationError) -> Iterator[tuple[Path, str, bool]]:
     """Messages for people: name the field, say what is expected, suggest a spelling."""
     path: Path = tuple(error.absolute_path)
     instance = error.instance
@@ -122,35 +134,39 @@ def _describe(error: ValidationError) -> Iterator[tuple[Path, str]]:
     if kind == "required" and isinstance(instance, dict):
         for name in error.validator_value:
             if name not in instance:
-                yield (*path, name), f"missing required field {name!r}"
+                yield (*path, name), f"missing required field {name!r}", False
         return
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = list(schema.get("properties", {}))
         for name in instance:
             if name not in allowed:
-                yield (*path, name), f"unknown field {name!r}{_did_you_mean(name, allowed)}"
+                yield (*path, name), f"unknown field {name!r}{_did_you_mean(name, allowed)}", True
         return
     if kind == "enum":
         options = ", ".join(str(v) for v in error.validator_value)
         hint = _did_you_mean(str(instance), [str(v) for v in error.validator_value])
-        yield path, f"must be one of {options}; got {instance!r}{hint}"
+        yield path, f"must be one of {options}; got {instance!r}{hint}", False
         return
     if kind == "type":
         expected = error.validator_value
         names = " or ".join(expected) if isinstance(expected, list) else expected
-        yield path, f"must be {_article(str(names))}, got {_json_type(instance)} {instance!r}"
+        yield (
+            path,
+            f"must be {_article(str(names))}, got {_json_type(instance)} {instance!r}",
+            False,
+        )
         return
     if kind == "oneOf" and all(
         isinstance(branch, dict) and set(branch) == {"required"} for branch in error.validator_value
     ):
         names = [branch["required"][0] for branch in error.validator_value]
-        yield path, f"set exactly one of {', '.join(names)}"
+        yield path, f"set exactly one of {', '.join(names)}", False
         return
     description = str(schema.get("description", "")).split(". ")[0].rstrip(".")
     if kind in {"pattern", "anyOf", "oneOf"} and description:
-        yield path, f"invalid value {instance!r}: expected {_lower_first(description)}"
+        yield path, f"invalid value {instance!r}: expected {_lower_first(description)}", False
         return
-    yield path, error.message
+    yield path, error.message, False
 
 
 def _article(name: str) -> str:
@@ -373,7 +389,12 @@ def _check_cel(
 ) -> Iterator[Finding]:
     issue = cel.issue(expression)
     if issue is not None:
-        yield manifest.at(path, "cel-syntax", f"invalid CEL expression {expression!r}: {issue}")
+        yield manifest.at(
+            path,
+            "cel-syntax",
+            f"invalid CEL expression {expression!r}: {issue.message} "
+            f"(at character {issue.column} of the expression)",
+        )
         return
     if ids is None:
         return
@@ -437,8 +458,27 @@ def _check_inputs_schema(manifest: Manifest, inputs: Mapping[str, Any]) -> Itera
         yield manifest.at(
             ("spec", "inputs", *error.absolute_path),
             "invalid-inputs-schema",
-            f"inputs is not a valid JSON Schema: {error.message}",
+            f"inputs is not a valid JSON Schema: {_meta_schema_message(error)}",
         )
+
+
+_JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+
+
+def _meta_schema_message(error: ValidationError) -> str:
+    """jsonschema words meta-schema errors for schema authors ("not valid under any of the
+    given schemas"); say which keyword and what it accepts."""
+    where = list(error.absolute_path)
+    if "type" in where[-2:]:
+        value = error.instance
+        if isinstance(value, str):
+            return (
+                f"unknown type {value!r}{_did_you_mean(value, _JSON_TYPES)}; "
+                f"use one of {', '.join(_JSON_TYPES)}"
+            )
+    if error.validator in {"anyOf", "oneOf"} and error.context:
+        return str(min(error.context, key=lambda sub: len(sub.message)).message)
+    return str(error.message)
 
 
 def _check_migration_entry(
@@ -604,13 +644,13 @@ def _check_promotion_cycles(environments: Mapping[str, Manifest]) -> Iterator[Fi
     }
     for component in cycles(graph):
         loop = " ← ".join([*component, component[0]])
-        first = environments[component[0]]
-        yield first.at(
-            ("spec", "promotion", "from"),
-            "promotion-cycle",
-            f"environments promote from each other in a loop ({loop}); "
-            "a version could never be verified upstream",
-        )
+        for member in component:  # each file of the loop, so a hook on any one fails
+            yield environments[member].at(
+                ("spec", "promotion", "from"),
+                "promotion-cycle",
+                f"environments promote from each other in a loop ({loop}); "
+                "a version could never be verified upstream",
+            )
 
 
 def _check_migration_sources(workflow: Manifest, history: History) -> Iterator[Finding]:

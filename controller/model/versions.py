@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controller.model.findings import Finding
@@ -112,11 +112,14 @@ class VersionIndex:
         spec = manifest.spec
         version = spec["version"]
         digest = digest_of(spec)
-        problems = tuple(check_workflow(manifest))
         known = self.versions.setdefault(manifest.name, {})
-        raised = [p for p in problems if p.is_error]
         existing = known.get(version)
+        raised: list[Finding] = []
         if existing is None:
+            # Semantic checks only for a new version: an existing one was checked when it
+            # appeared, and its content never changes.
+            problems = tuple(check_workflow(manifest))
+            raised = [p for p in problems if p.is_error]
             known[version] = VersionRecord(
                 workflow=manifest.name,
                 version=version,
@@ -138,6 +141,8 @@ class VersionIndex:
                     "warning",
                 )
             )
+        else:
+            raised = [p for p in existing.problems if p.is_error and p.file == manifest.path]
         self.files[manifest.path] = FileState(
             "Workflow", manifest.name, version, digest, tuple(raised), commit.id
         )
@@ -185,3 +190,83 @@ class VersionIndex:
             for state in self.files.values()
             if state.kind == "Workflow" and state.name and state.version
         }
+
+
+# ------------------------------------------------------------------ persistence
+
+INDEX_FORMAT = 1
+
+
+def _commit_to_json(commit: CommitMeta) -> dict[str, Any]:
+    return {**asdict(commit), "time": commit.time.isoformat()}
+
+
+def _commit_from_json(data: dict[str, Any]) -> CommitMeta:
+    return CommitMeta(**{**data, "time": datetime.datetime.fromisoformat(data["time"])})
+
+
+def _findings_from_json(items: list[dict[str, Any]]) -> tuple[Finding, ...]:
+    return tuple(Finding(**item) for item in items)
+
+
+def index_to_json(index: VersionIndex) -> str:
+    """A snapshot of the index, so a restarted operator walks only new commits."""
+    return json.dumps(
+        {
+            "format": INDEX_FORMAT,
+            "lastCommit": index.last_commit,
+            "versions": [
+                {
+                    **{k: v for k, v in asdict(record).items() if k not in {"commit", "problems"}},
+                    "commit": _commit_to_json(record.commit),
+                    "problems": [asdict(p) for p in record.problems],
+                }
+                for versions in index.versions.values()
+                for record in versions.values()
+            ],
+            "environments": [
+                {
+                    **{k: v for k, v in asdict(record).items() if k != "commit"},
+                    "commit": _commit_to_json(record.commit),
+                }
+                for record in index.environments.values()
+            ],
+            "files": {
+                path: {
+                    **{k: v for k, v in asdict(state).items() if k != "findings"},
+                    "findings": [asdict(f) for f in state.findings],
+                }
+                for path, state in index.files.items()
+            },
+        },
+        separators=(",", ":"),
+    )
+
+
+def index_from_json(text: str) -> VersionIndex | None:
+    """The index from a snapshot, or None when it is unreadable or of another format (the
+    caller then walks the whole history again: a cache, never a source of truth)."""
+    try:
+        data = json.loads(text)
+        if data.get("format") != INDEX_FORMAT:
+            return None
+        index = VersionIndex(last_commit=data["lastCommit"])
+        for item in data["versions"]:
+            record = VersionRecord(
+                **{
+                    **item,
+                    "commit": _commit_from_json(item["commit"]),
+                    "problems": _findings_from_json(item["problems"]),
+                }
+            )
+            index.versions.setdefault(record.workflow, {})[record.version] = record
+        for item in data["environments"]:
+            env = EnvironmentRecord(**{**item, "commit": _commit_from_json(item["commit"])})
+            index.environments[env.name] = env
+        for path, item in data["files"].items():
+            index.files[path] = FileState(
+                **{**item, "findings": _findings_from_json(item["findings"])}
+            )
+        return index
+    except (ValueError, KeyError, TypeError):
+        return None

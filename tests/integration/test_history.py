@@ -177,9 +177,12 @@ def test_a_sufficient_bump_and_a_moved_pin_pass(repo: pygit2.Repository) -> None
     assert code == 0, output
 
 
-def test_a_pin_must_name_a_version_in_history(repo: pygit2.Repository) -> None:
+def test_a_pin_must_name_a_version_in_history(
+    repo: pygit2.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
     edit(repo, "environments/staging.yaml", lambda t: t.replace("1.4.0", "1.4.7"))
-    code, output = run("validate", str(workdir(repo)), "--against", "main", "--format", "json")
+    monkeypatch.chdir(workdir(repo))  # findings name files relative to the current directory
+    code, output = run("validate", "--against", "main", "--format", "json")
     assert code == 1
     findings = json.loads(output)["findings"]
     assert [(f["file"], f["code"]) for f in findings] == [

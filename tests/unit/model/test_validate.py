@@ -404,7 +404,11 @@ def test_promotion_cycle() -> None:
         "environments/a.yaml": environment("a", "promotion: {from: b}"),
         "environments/b.yaml": environment("b", "promotion: {from: a}"),
     }
-    assert [code for code, _, _ in codes(findings_for(files))] == ["promotion-cycle"]
+    found = [f for f in findings_for(files) if f.is_error]
+    assert [(f.code, f.file) for f in found] == [
+        ("promotion-cycle", "environments/a.yaml"),
+        ("promotion-cycle", "environments/b.yaml"),
+    ]
 
 
 def test_duplicate_workflow_names_across_files() -> None:

@@ -1,0 +1,386 @@
+"""What a WorkflowSource mirrors into its namespace, and which writes get there.
+
+`desired_objects` turns the version index into WorkflowVersion, Environment and
+WorkflowDeployment objects; `plan_writes` compares them with what the cluster holds and
+returns only the writes that change something, so an idle source makes no API writes and a
+commit touching one workflow writes only its objects. Versions are never deleted here
+except by retention with `prune`; a deleted environment or pin deletes its deployments only
+when they have no active runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from controller.api import kinds
+from controller.model.conditions import set_condition
+from controller.model.diff import diff_specs
+from controller.model.durations import parse_duration
+from controller.model.findings import Finding
+from controller.model.semver import parse_version
+from controller.model.versions import EnvironmentRecord, VersionIndex, VersionRecord
+
+LATEST = "latest"
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SourceMeta:
+    namespace: str
+    name: str
+    uid: str
+    created: str = ""  # creationTimestamp, for conflicts: the older source wins
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_versions: int = 10
+    archive_after: datetime.timedelta = datetime.timedelta(days=90)
+    prune: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> Retention:
+        spec = spec or {}
+        return cls(
+            keep_versions=int(spec.get("keepVersions", 10)),
+            archive_after=parse_duration(str(spec.get("archiveAfter", "90d"))),
+            prune=bool(spec.get("prune", False)),
+        )
+
+
+def label_value(text: str) -> str:
+    """Label values allow [-A-Za-z0-9_.]; semver build metadata uses `+`."""
+    return text.replace("+", "_")[:63]
+
+
+def _owner(source: SourceMeta) -> list[Obj]:
+    return [
+        {
+            "apiVersion": kinds.API_VERSION,
+            "kind": kinds.WORKFLOW_SOURCE.kind,
+            "name": source.name,
+            "uid": source.uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+    ]
+
+
+def _metadata(name: str, source: SourceMeta, labels: Mapping[str, str]) -> Obj:
+    return {
+        "name": name,
+        "namespace": source.namespace,
+        "labels": {
+            kinds.LABEL_SOURCE: source.name,
+            kinds.LABEL_MANAGED_BY: kinds.MANAGED_BY,
+            **labels,
+        },
+        "ownerReferences": _owner(source),
+    }
+
+
+def version_object(record: VersionRecord, source: SourceMeta) -> Obj:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.WORKFLOW_VERSION.kind,
+        "metadata": _metadata(
+            kinds.version_object_name(record.workflow, record.version),
+            source,
+            {
+                kinds.LABEL_WORKFLOW: record.workflow,
+                kinds.LABEL_VERSION: label_value(record.version),
+            },
+        ),
+        "spec": {
+            "workflow": record.workflow,
+            "version": record.version,
+            "digest": record.digest,
+            "source": source.name,
+            "labels": record.labels,
+            "definition": record.spec,
+            "git": {
+                "commit": record.commit.id,
+                "path": record.path,
+                "author": record.commit.author,
+                "message": record.commit.message,
+                "time": record.commit.time.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        },
+    }
+
+
+def version_status(
+    record: VersionRecord, previous: VersionRecord | None, generation: int = 1
+) -> Obj:
+    """The status a version gets once, when it is mirrored."""
+    change = "initial" if previous is None else diff_specs(previous.spec, record.spec).change_class
+    errors = [p for p in record.problems if p.is_error]
+    message = (
+        "Valid."
+        if not errors
+        else "Invalid: " + "; ".join(f"{p.file}:{p.line}: {p.message}" for p in errors[:5])
+    )
+    conditions = set_condition(
+        [],
+        "Ready",
+        "True" if not errors else "False",
+        "Valid" if not errors else "InvalidDefinition",
+        message,
+        generation,
+    )
+    status: Obj = {"phase": "Available", "changeClass": change, "conditions": conditions}
+    if previous is not None:
+        status["previousVersion"] = previous.version
+    return status
+
+
+def environment_object(record: EnvironmentRecord, source: SourceMeta) -> Obj:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.ENVIRONMENT.kind,
+        "metadata": _metadata(
+            record.name, source, {kinds.LABEL_ENVIRONMENT: record.name, **record.labels}
+        ),
+        "spec": record.spec,
+    }
+
+
+def resolve_pin(pin: str, versions: Mapping[str, VersionRecord]) -> str:
+    """`latest` is the highest valid version in history (the highest at all if none is
+    valid); an exact pin is itself, known or not (the deployment reports a missing one)."""
+    if pin != LATEST:
+        return pin
+    ordered = sorted(versions.values(), key=lambda r: parse_version(r.version))
+    valid = [r for r in ordered if r.valid]
+    chosen = (valid or ordered)[-1:] if ordered else []
+    return chosen[0].version if chosen else LATEST
+
+
+def deployment_object(
+    workflow: str, environment: EnvironmentRecord, pin: str, version: str, source: SourceMeta
+) -> Obj:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.WORKFLOW_DEPLOYMENT.kind,
+        "metadata": _metadata(
+            kinds.deployment_object_name(workflow, environment.name),
+            source,
+            {kinds.LABEL_WORKFLOW: workflow, kinds.LABEL_ENVIRONMENT: environment.name},
+        ),
+        "spec": {
+            "workflow": workflow,
+            "environment": environment.name,
+            "version": version,
+            "pin": pin,
+            "source": source.name,
+            "commit": environment.commit.id,
+        },
+    }
+
+
+@dataclass
+class Desired:
+    versions: dict[str, Obj] = field(default_factory=dict)
+    version_statuses: dict[str, Obj] = field(default_factory=dict)
+    environments: dict[str, Obj] = field(default_factory=dict)
+    deployments: dict[str, Obj] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def workflows(self) -> set[str]:
+        return {obj["spec"]["workflow"] for obj in self.versions.values()}
+
+
+def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
+    desired = Desired()
+    for _workflow, versions in sorted(index.versions.items()):
+        previous: VersionRecord | None = None
+        for record in sorted(versions.values(), key=lambda r: parse_version(r.version)):
+            obj = version_object(record, source)
+            name = obj["metadata"]["name"]
+            desired.versions[name] = obj
+            desired.version_statuses[name] = version_status(record, previous)
+            previous = record
+    for env_name, environment in sorted(index.environments.items()):
+        desired.environments[env_name] = environment_object(environment, source)
+        for workflow, pin in sorted(environment.spec.get("pins", {}).items()):
+            versions = index.versions.get(workflow, {})
+            version = resolve_pin(str(pin), versions)
+            if version not in versions:
+                desired.findings.append(
+                    Finding(
+                        environment.path,
+                        1,
+                        1,
+                        "unknown-version",
+                        f"{env_name} pins {workflow} {pin}, which is not a version in git "
+                        "history; its deployment stays Blocked until the pin names one",
+                        f"spec.pins.{workflow}",
+                    )
+                )
+            obj = deployment_object(workflow, environment, str(pin), version, source)
+            desired.deployments[obj["metadata"]["name"]] = obj
+    return desired
+
+
+# --------------------------------------------------------------------------- writes
+
+
+Kind = Literal["WorkflowVersion", "Environment", "WorkflowDeployment"]
+
+
+@dataclass(frozen=True)
+class Write:
+    action: Literal["create", "replace-spec", "patch-status", "delete", "adopt"]
+    kind: Kind
+    name: str
+    body: Obj | None = None
+
+
+@dataclass
+class WritePlan:
+    writes: list[Write] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # messages
+    kept_for_runs: list[str] = field(default_factory=list)  # deployment names
+
+    def count(self) -> int:
+        return len(self.writes)
+
+
+@dataclass(frozen=True)
+class Actual:
+    """Objects of these kinds in the namespace, by name (any source)."""
+
+    versions: Mapping[str, Obj]
+    environments: Mapping[str, Obj]
+    deployments: Mapping[str, Obj]
+    source_created: Mapping[str, str]  # source name → creationTimestamp
+    active_runs: Mapping[str, int] = field(default_factory=dict)  # deployment → active runs
+
+
+def _source_of(obj: Obj) -> str | None:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    value = labels.get(kinds.LABEL_SOURCE)
+    return str(value) if value is not None else None
+
+
+def _older(a: tuple[str, str], b: tuple[str, str]) -> bool:
+    """(created, name) order: the earlier creation wins, then the name."""
+    return a < b
+
+
+def _owner_wins(me: SourceMeta, other: str | None, actual: Actual) -> bool:
+    """Whether this source may write an object currently labelled with `other`."""
+    if other is None or other == me.name or other not in actual.source_created:
+        return True  # ours, unlabelled, or its source is gone: adopt it
+    return _older((me.created, me.name), (actual.source_created[other], other))
+
+
+def _needs_update(desired: Obj, current: Obj) -> bool:
+    if desired.get("spec") != current.get("spec"):
+        return True
+    labels = current.get("metadata", {}).get("labels") or {}
+    return any(labels.get(k) != v for k, v in desired["metadata"]["labels"].items())
+
+
+def _status_missing(desired_status: Obj, current: Obj) -> bool:
+    status = current.get("status") or {}
+    return status.get("changeClass") != desired_status.get("changeClass") or not status.get(
+        "conditions"
+    )
+
+
+def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
+    plan = WritePlan()
+    groups: Sequence[tuple[Kind, Mapping[str, Obj], Mapping[str, Obj]]] = (
+        ("WorkflowVersion", desired.versions, actual.versions),
+        ("Environment", desired.environments, actual.environments),
+        ("WorkflowDeployment", desired.deployments, actual.deployments),
+    )
+    for kind, wanted, existing in groups:
+        for name, obj in wanted.items():
+            current = existing.get(name)
+            if current is None:
+                plan.writes.append(Write("create", kind, name, obj))
+                if kind == "WorkflowVersion":
+                    plan.writes.append(
+                        Write("patch-status", kind, name, desired.version_statuses[name])
+                    )
+                continue
+            owner = _source_of(current)
+            if not _owner_wins(me, owner, actual):
+                plan.conflicts.append(
+                    f"{kind} {name} is mirrored by the older source {owner}; "
+                    f"remove it from one of the two repositories"
+                )
+                continue
+            if kind == "WorkflowVersion":
+                # The spec is immutable: adopt (labels) if needed, and finish the status
+                # when a crash came between create and status.
+                if owner != me.name:
+                    plan.writes.append(Write("adopt", kind, name, obj))
+                if _status_missing(desired.version_statuses[name], current):
+                    plan.writes.append(
+                        Write("patch-status", kind, name, desired.version_statuses[name])
+                    )
+            elif _needs_update(obj, current):
+                plan.writes.append(Write("replace-spec", kind, name, obj))
+    for name, current in actual.environments.items():
+        if _source_of(current) == me.name and name not in desired.environments:
+            plan.writes.append(Write("delete", "Environment", name))
+    for name, current in actual.deployments.items():
+        if _source_of(current) == me.name and name not in desired.deployments:
+            if actual.active_runs.get(name, 0) > 0:
+                plan.kept_for_runs.append(name)
+            else:
+                plan.writes.append(Write("delete", "WorkflowDeployment", name))
+    return plan
+
+
+# --------------------------------------------------------------------------- retention
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    name: str
+    workflow: str
+    version: str
+    committed_at: datetime.datetime
+    phase: str
+    active_runs: int = 0
+
+
+def retention_writes(
+    versions: Sequence[VersionFacts],
+    in_use: set[tuple[str, str]],  # (workflow, version) pinned, active or previous anywhere
+    retention: Retention,
+    now: datetime.datetime,
+) -> list[Write]:
+    """Versions beyond the newest `keep_versions` of their workflow, unused, without active
+    runs and older than `archive_after` become Archived (or are deleted with prune)."""
+    writes: list[Write] = []
+    by_workflow: dict[str, list[VersionFacts]] = {}
+    for facts in versions:
+        by_workflow.setdefault(facts.workflow, []).append(facts)
+    for items in by_workflow.values():
+        ordered = sorted(items, key=lambda f: parse_version(f.version), reverse=True)
+        for index, facts in enumerate(ordered):
+            used = (facts.workflow, facts.version) in in_use or facts.active_runs > 0
+            if facts.phase == "Archived" and (used or index < retention.keep_versions):
+                writes.append(
+                    Write("patch-status", "WorkflowVersion", facts.name, {"phase": "Available"})
+                )
+        for facts in ordered[retention.keep_versions :]:
+            if (facts.workflow, facts.version) in in_use or facts.active_runs > 0:
+                continue
+            if now - facts.committed_at < retention.archive_after:
+                continue
+            if retention.prune:
+                writes.append(Write("delete", "WorkflowVersion", facts.name))
+            elif facts.phase != "Archived":
+                writes.append(
+                    Write("patch-status", "WorkflowVersion", facts.name, {"phase": "Archived"})
+                )
+    return writes

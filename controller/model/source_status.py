@@ -1,0 +1,117 @@
+"""The status a WorkflowSource reports after a sync, as a pure function.
+
+One reason wins the Ready condition, in this order: FetchFailed / AuthFailed (nothing new
+could be read; the mirror stays as it was), Conflict, InvalidManifests, VersionMutated,
+HistoryRewritten, then Succeeded. Each message says what to do. Timestamps change only when
+the mirrored state does, so an idle source writes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.model.conditions import ConditionStatus, set_condition
+from controller.model.findings import Finding
+from controller.model.versions import CommitMeta
+
+MAX_LISTED_FILES = 20
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    generation: int
+    interval: str
+    commit: CommitMeta | None = None  # the synced commit; None when the fetch failed
+    fetch_failure: tuple[str, str] | None = None  # (FetchFailed | AuthFailed, message)
+    invalid: Sequence[Finding] = ()
+    mutated: Sequence[Finding] = ()
+    conflicts: Sequence[str] = ()
+    rewritten: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+    requested_at: str | None = None
+    now: str = ""
+
+
+def _ready(outcome: SyncOutcome) -> tuple[ConditionStatus, str, str]:
+    """(status, reason, message) of the Ready condition."""
+    if outcome.fetch_failure is not None:
+        reason, message = outcome.fetch_failure
+        return (
+            "False",
+            reason,
+            f"{message}. Mirrored objects are kept as they were; flowpin retries every "
+            f"{outcome.interval}.",
+        )
+    if outcome.conflicts:
+        more = f" (and {len(outcome.conflicts) - 1} more)" if len(outcome.conflicts) > 1 else ""
+        return "False", "Conflict", f"{outcome.conflicts[0]}{more}."
+    if outcome.invalid:
+        first = outcome.invalid[0]
+        count = len({f.file for f in outcome.invalid})
+        return (
+            "False",
+            "InvalidManifests",
+            f"{count} invalid file{'s' if count != 1 else ''}, first {first.file}:{first.line}: "
+            f"{first.message}. Everything else is synced and nothing was deleted; fix the "
+            "file and commit (`flowpin validate` shows every finding).",
+        )
+    if outcome.mutated:
+        mutated = outcome.mutated[0]
+        return "False", "VersionMutated", f"{mutated.file}: {mutated.message}."
+    short = outcome.commit.id[:12] if outcome.commit else "?"
+    if outcome.rewritten:
+        return (
+            "True",
+            "HistoryRewritten",
+            f"History was rewritten (force-push); synced {short}. Versions mirrored from the "
+            "old history are kept.",
+        )
+    return "True", "Succeeded", f"Synced commit {short}."
+
+
+def source_status(current: dict[str, Any], outcome: SyncOutcome) -> dict[str, Any]:
+    status = copy.deepcopy(current)
+    conditions = list(status.get("conditions") or [])
+    ready_status, reason, message = _ready(outcome)
+    g = outcome.generation
+    conditions = set_condition(
+        conditions, "Ready", ready_status, reason, message, g, outcome.now or None
+    )
+    conditions = set_condition(
+        conditions, "Reconciling", "False", reason, "Sync finished.", g, outcome.now or None
+    )
+    stalled = outcome.fetch_failure is not None and outcome.fetch_failure[0] == "AuthFailed"
+    conditions = set_condition(
+        conditions,
+        "Stalled",
+        "True" if stalled else "False",
+        reason if stalled else "Succeeded" if ready_status == "True" else reason,
+        message if stalled else "Not stalled.",
+        g,
+        outcome.now or None,
+    )
+    status["conditions"] = conditions
+    status["observedGeneration"] = g
+    if outcome.requested_at is not None:
+        status["lastHandledRequestedAt"] = outcome.requested_at
+    if outcome.commit is None:
+        return status  # the fetch failed: the rest stays as the last good sync left it
+    artifact = status.get("artifact") or {}
+    if artifact.get("commit") != outcome.commit.id:
+        status["artifact"] = {
+            "commit": outcome.commit.id,
+            "message": outcome.commit.message,
+            "author": outcome.commit.author,
+            "fetchedAt": outcome.now,
+        }
+        status["lastSyncedAt"] = outcome.now
+    if outcome.counts:
+        status["counts"] = dict(outcome.counts)
+    status["invalidFiles"] = [
+        {"file": f.file, "line": f.line, "field": f.path, "message": f.message}
+        for f in list(outcome.invalid)[:MAX_LISTED_FILES]
+    ]
+    return status
