@@ -15,10 +15,13 @@ import threading
 import kopf
 from kubernetes import client, config
 
-from controller.operator import handlers  # noqa: F401  (registers the kopf handlers)
+from controller.operator import sources
 from controller.operator.http import OperatorHttpServer
+from controller.operator.kube import Kube
 from controller.operator.leader import LeaderElector
 from controller.operator.settings import OperatorSettings
+from controller.operator.sync import SourceSyncer
+from controller.operator.webhooks import add_git_push_route, kube_secret_reader
 
 logger = logging.getLogger("flowpin.operator")
 
@@ -31,7 +34,7 @@ def kopf_settings_for(settings: OperatorSettings) -> kopf.OperatorSettings:
     kopf_settings.watching.connect_timeout = settings.connect_timeout
     kopf_settings.networking.request_timeout = settings.connect_timeout * 2
     kopf_settings.posting.enabled = True
-    kopf_settings.posting.level = logging.INFO
+    kopf_settings.posting.level = logging.WARNING  # our own events say what happened
     kopf_settings.batching.worker_limit = settings.max_workers
     kopf_settings.persistence.finalizer = "flowpin.dev/finalizer"
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -53,6 +56,15 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
         settings.http_port,
         is_ready=lambda: elector.is_leader and kopf_ready.is_set(),
     )
+    kube = Kube()
+    syncer = SourceSyncer(kube, settings.cache_dir)
+    source_registry = sources.SourceRegistry()
+    handlers = kopf.OperatorRegistry()
+    # A registry of our own (not kopf's global one) starts empty: add kopf's login via the
+    # Kubernetes client, which reads the same kubeconfig or in-cluster token as we do.
+    kopf.on.login(registry=handlers)(kopf.login_via_client)
+    sources.register(handlers, syncer, source_registry)
+    add_git_push_route(server.app, source_registry, kube_secret_reader(kube))
     port = await server.start()
     logger.info("http server on %s:%d (/healthz, /readyz)", settings.http_host, port)
     stop = stop or asyncio.Event()
@@ -82,6 +94,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
         try:
             await kopf.operator(
                 settings=kopf_settings_for(settings),
+                registry=handlers,
                 clusterwide=not settings.namespaces,
                 namespaces=settings.namespaces,
                 standalone=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 
@@ -40,6 +41,9 @@ class OperatorSettings:
     """Seconds to connect to the API server."""
     max_workers: int = 20
     """Concurrent handler invocations (kopf batch workers)."""
+    cache_dir: Path | None = None
+    """Where git repositories are cached; default $FLOWPIN_CACHE/sources or
+    ~/.cache/flowpin/sources. A cache only: rebuilt from the remotes after a restart."""
     log_format: Literal["text", "json"] = "text"
     """`json` writes one JSON object per log line (for log pipelines)."""
     verbose: bool = False

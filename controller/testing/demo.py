@@ -37,6 +37,15 @@ def show(kubectl: Kubectl, *args: str) -> None:
     print(kubectl.run(*args).stdout.rstrip(), flush=True)
 
 
+def ready_reason(kubectl: Kubectl, source: str) -> str | None:
+    """The Ready condition's reason once the source has been synced (not Unknown)."""
+    status = kubectl.json("get", "wfsrc", source, "-n", DEMO_NAMESPACE).get("status", {})
+    for condition in status.get("conditions", []):
+        if condition["type"] == "Ready" and condition["status"] != "Unknown":
+            return str(condition["reason"])
+    return None
+
+
 def run_demo(workdir: Path, wait: bool) -> None:
     say("Starting the local control plane (etcd, kube-apiserver, kube-controller-manager)")
     with ControlPlane() as plane:
@@ -67,13 +76,9 @@ def run_demo(workdir: Path, wait: bool) -> None:
             manifest = (EXAMPLES / "cluster" / "source.yaml").read_text()
             kubectl.apply(manifest.replace("REPLACED_BY_THE_DEMO", str(repo_dir)))
             poll(
-                lambda: (
-                    kubectl.json("get", "wfsrc", "examples", "-n", DEMO_NAMESPACE)
-                    .get("status", {})
-                    .get("conditions")
-                ),
-                bool,
-                what="the operator to report on the source",
+                lambda: ready_reason(kubectl, "examples"),
+                lambda reason: reason is not None,
+                what="the operator to sync the source",
             )
             show(kubectl, "get", "flowpin", "-A")
             show(kubectl, "get", "wfsrc", "-n", DEMO_NAMESPACE, "-o", "wide")
@@ -81,6 +86,10 @@ def run_demo(workdir: Path, wait: bool) -> None:
             if wait:
                 say("Running. Try kubectl yourself with the KUBECONFIG above; Ctrl-C stops all")
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        except Exception:
+            print("\n--- operator log (last lines) ---", file=sys.stderr)
+            print("\n".join(operator.logs().splitlines()[-40:]), file=sys.stderr)
+            raise
         finally:
             operator.stop()
     say("Stopped the operator and the control plane")

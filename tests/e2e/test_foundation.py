@@ -109,9 +109,10 @@ def test_workflow_version_spec_is_immutable(kubectl: Kubectl, namespace: str) ->
 
 
 def _ready_reason(kubectl: Kubectl, namespace: str, name: str) -> str | None:
+    """The Ready reason once the operator has synced the source (its URL does not exist)."""
     source = kubectl.json("get", "wfsrc", name, "-n", namespace)
     for condition in source.get("status", {}).get("conditions", []):
-        if condition["type"] == "Reconciling" and condition["status"] == "True":
+        if condition["type"] == "Ready" and condition["status"] != "Unknown":
             return str(condition["reason"])
     return None
 
@@ -128,28 +129,28 @@ def test_operator_with_service_account_handles_objects(
     kubectl.apply(manifest("WorkflowSource", "repo"), namespace)
     poll(
         lambda: _ready_reason(kubectl, namespace, "repo"),
-        lambda reason: reason == "Progressing",
+        lambda reason: reason == "FetchFailed",
         what="the operator to write the source's status",
     )
     events = poll(
         lambda: kubectl.json(
             "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=repo"
         )["items"],
-        lambda items: any(item["reason"] == "Accepted" for item in items),
-        what="an Accepted event",
+        lambda items: any(item["reason"] == "FetchFailed" for item in items),
+        what="a FetchFailed event",
     )
-    assert events
+    assert events[0]["type"] == "Warning"
     conditions = kubectl.json("get", "wfsrc", "repo", "-n", namespace)["status"]["conditions"]
     ready = next(c for c in conditions if c["type"] == "Ready")
-    assert ready["status"] == "Unknown"
+    assert ready["status"] == "False"
+    assert "does not exist" in ready["message"]
     assert ready["observedGeneration"] == 1
     _assert_no_permission_errors(operator)
 
 
 def _handled_by(process: OperatorProcess, name: str) -> bool:
-    return f"[{process.namespaces[0]}/{name}] Handler 'source_accepted' succeeded" in (
-        process.logs()
-    )
+    """The operator's own log line for a finished sync of that source."""
+    return f"synced {process.namespaces[0]}/{name}:" in process.logs()
 
 
 def test_two_operators_only_one_handles_objects(
@@ -167,7 +168,7 @@ def test_two_operators_only_one_handles_objects(
     for name in names:
         poll(
             lambda name=name: _ready_reason(kubectl, namespace, name),
-            lambda reason: reason == "Progressing",
+            lambda reason: reason == "FetchFailed",
             what=f"{name} handled",
         )
     assert all(_handled_by(first, name) for name in names)

@@ -1,0 +1,342 @@
+"""One sync of a WorkflowSource: fetch, fold new commits, write what changed, report.
+
+The decisions are pure functions in `controller.model` (`mirror`, `source_status`); this
+module gathers their inputs and applies their outputs. Every step is idempotent, so a sync
+interrupted by a crash or an API server restart completes on the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.api import kinds
+from controller.git.fetch import Credentials, FetchError, SourceRef, cache_path, fetch
+from controller.git.history import commit_meta, walk
+from controller.model.durations import parse_duration
+from controller.model.mirror import (
+    Actual,
+    Desired,
+    Retention,
+    SourceMeta,
+    VersionFacts,
+    Write,
+    desired_objects,
+    plan_writes,
+    retention_writes,
+)
+from controller.model.source_status import SyncOutcome, source_status
+from controller.model.versions import VersionIndex, index_from_json, index_to_json
+from controller.operator.kube import Kube, Obj
+
+logger = logging.getLogger("flowpin.sync")
+
+DEFAULT_INTERVAL = "1m"
+DEFAULT_TIMEOUT = "60s"
+TERMINAL_RUN_PHASES = {"Succeeded", "Failed", "Cancelled"}
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("FLOWPIN_CACHE", Path.home() / ".cache" / "flowpin")) / "sources"
+
+
+@dataclass
+class SourceMemory:
+    """What one source's syncs remember between runs in this process."""
+
+    synced_commit: str | None = None
+    synced_generation: int | None = None
+    clean: bool = False  # the last sync applied every write it planned
+    quiet_syncs: int = 0  # syncs since the last full reconcile that found nothing new
+
+
+@dataclass
+class SyncReport:
+    commit: str | None = None
+    writes: int = 0
+    reason: str = ""
+    skipped_listing: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def read_credentials(kube: Kube, namespace: str, secret_ref: Obj | None) -> Credentials:
+    if not secret_ref:
+        return Credentials()
+    data = await kube.secret(namespace, secret_ref["name"])
+    if data is None:
+        raise FetchError(
+            "AuthFailed",
+            f"Secret {secret_ref['name']} (spec.secretRef) does not exist in {namespace}",
+        )
+    return Credentials(
+        username=data.get("username"),
+        password=data.get("password"),
+        ssh_identity=data.get("identity"),
+        ssh_known_hosts=data.get("known_hosts"),
+    )
+
+
+def _load_index(path: Path) -> VersionIndex | None:
+    try:
+        return index_from_json(path.read_text())
+    except OSError:
+        return None
+
+
+def _save_index(path: Path, index: VersionIndex) -> None:
+    """Atomically, so a crash leaves the old snapshot or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as handle:
+        handle.write(index_to_json(index))
+        partial = Path(handle.name)
+    partial.replace(path)
+
+
+class SourceSyncer:
+    """Syncs sources; one instance per operator process."""
+
+    def __init__(self, kube: Kube, cache_root: Path | None = None, full_every: int = 10) -> None:
+        self.kube = kube
+        self.cache_root = cache_root or default_cache_root()
+        self.full_every = full_every
+        self.memory: dict[tuple[str, str], SourceMemory] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    async def sync(self, namespace: str, name: str) -> SyncReport:
+        async with self.lock(namespace, name):
+            return await self._sync(namespace, name)
+
+    async def _sync(self, namespace: str, name: str) -> SyncReport:
+        writes_before = self.kube.writes
+        source = await self.kube.get("WorkflowSource", namespace, name)
+        if source is None:
+            return SyncReport(reason="Gone")
+        spec: Obj = source.get("spec") or {}
+        meta: Obj = source["metadata"]
+        generation = int(meta.get("generation") or 0)
+        requested = (meta.get("annotations") or {}).get(kinds.ANNOTATION_REQUESTED_AT)
+        handled = (source.get("status") or {}).get("lastHandledRequestedAt")
+        interval = str(spec.get("interval", DEFAULT_INTERVAL))
+        memory = self.memory.setdefault((namespace, name), SourceMemory())
+        report = SyncReport()
+        if spec.get("suspend"):
+            report.reason = "Suspended"
+            return report
+
+        ref = SourceRef.from_spec(spec.get("ref"))
+        url = str(spec["url"])
+        cache = cache_path(self.cache_root, namespace, name, url)
+        index_file = cache.with_suffix(".index.json")
+        try:
+            credentials = await read_credentials(self.kube, namespace, spec.get("secretRef"))
+            timeout = parse_duration(str(spec.get("timeout", DEFAULT_TIMEOUT))).total_seconds()
+            repo, tip = await asyncio.to_thread(fetch, url, cache, ref, credentials, timeout)
+        except FetchError as error:
+            logger.warning("%s/%s: %s", namespace, name, error)
+            outcome = SyncOutcome(
+                generation=generation,
+                interval=interval,
+                fetch_failure=(error.reason, str(error)),
+                requested_at=requested,
+                now=now_rfc3339(),
+            )
+            await self._write_status(source, outcome)
+            memory.clean = False
+            report.reason = error.reason
+            report.writes = self.kube.writes - writes_before
+            return report
+
+        tip_id = str(tip.id)
+        report.commit = tip_id
+        quiet = (
+            memory.clean
+            and memory.synced_commit == tip_id
+            and memory.synced_generation == generation
+            and memory.quiet_syncs + 1 < self.full_every
+            and requested == handled
+        )
+        if quiet:
+            # Nothing new in git, nothing asked for, and the last sync completed: no need
+            # to list every mirrored object again (a full pass runs every `full_every`).
+            memory.quiet_syncs += 1
+            report.skipped_listing = True
+            report.reason = "UpToDate"
+            return report
+
+        index = _load_index(index_file)
+        result = await asyncio.to_thread(walk, repo, tip, str(spec.get("path", "")), index)
+        if result.commits or index is None:
+            await asyncio.to_thread(_save_index, index_file, result.index)
+
+        me = SourceMeta(namespace, name, meta["uid"], meta.get("creationTimestamp", ""))
+        desired = desired_objects(result.index, me)
+        actual = await self._actual(namespace)
+        plan = plan_writes(desired, actual, me)
+        retention = await self._retention(namespace, name, spec, desired, actual)
+        await self._apply(namespace, plan.writes + retention)
+        for deployment in plan.kept_for_runs:
+            logger.info("%s/%s: pin removed, kept while runs are active", namespace, deployment)
+
+        outcome = SyncOutcome(
+            generation=generation,
+            interval=interval,
+            commit=commit_meta(tip),
+            invalid=result.index.invalid_files() + desired.findings,
+            mutated=result.index.mutated(),
+            conflicts=plan.conflicts,
+            rewritten=result.rewritten,
+            counts={
+                "workflows": len(result.index.versions),
+                "versions": len(desired.versions),
+                "environments": len(desired.environments),
+                "deployments": len(desired.deployments),
+            },
+            requested_at=requested,
+            now=now_rfc3339(),
+        )
+        await self._write_status(source, outcome)
+        memory.synced_commit = tip_id
+        memory.synced_generation = generation
+        memory.clean = True
+        memory.quiet_syncs = 0
+        report.writes = self.kube.writes - writes_before
+        report.reason = "Synced"
+        report.details = {"commits": result.commits, "planned": len(plan.writes)}
+        return report
+
+    async def _actual(self, namespace: str) -> Actual:
+        versions, environments, deployments, sources, runs = await asyncio.gather(
+            self.kube.list("WorkflowVersion", namespace),
+            self.kube.list("Environment", namespace),
+            self.kube.list("WorkflowDeployment", namespace),
+            self.kube.list("WorkflowSource", namespace),
+            self.kube.list("WorkflowRun", namespace),
+        )
+        active: dict[str, int] = {}
+        for run in runs:
+            phase = (run.get("status") or {}).get("phase")
+            if phase in TERMINAL_RUN_PHASES:
+                continue
+            run_spec = run.get("spec") or {}
+            key = kinds.deployment_object_name(
+                str(run_spec.get("workflow")), str(run_spec.get("environment"))
+            )
+            active[key] = active.get(key, 0) + 1
+        return Actual(
+            versions={v["metadata"]["name"]: v for v in versions},
+            environments={e["metadata"]["name"]: e for e in environments},
+            deployments={d["metadata"]["name"]: d for d in deployments},
+            source_created={
+                s["metadata"]["name"]: s["metadata"].get("creationTimestamp", "") for s in sources
+            },
+            active_runs=active,
+        )
+
+    async def _retention(
+        self, namespace: str, name: str, spec: Obj, desired: Desired, actual: Actual
+    ) -> list[Write]:
+        policy = Retention.from_spec(spec.get("retention"))
+        in_use: set[tuple[str, str]] = set()
+        for deployment in [*desired.deployments.values(), *actual.deployments.values()]:
+            workflow = deployment["spec"]["workflow"]
+            status = deployment.get("status") or {}
+            for version in (
+                deployment["spec"].get("version"),
+                status.get("activeVersion"),
+                status.get("previousVersion"),
+                (status.get("canary") or {}).get("version"),
+            ):
+                if version:
+                    in_use.add((workflow, version))
+            for entry in status.get("versions") or []:
+                if entry.get("activeRuns"):
+                    in_use.add((workflow, entry.get("version")))
+        facts = []
+        for obj_name, obj in actual.versions.items():
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get(kinds.LABEL_SOURCE) != name:
+                continue
+            status = obj.get("status") or {}
+            committed = obj["spec"].get("git", {}).get("time")
+            if not committed:
+                continue
+            facts.append(
+                VersionFacts(
+                    name=obj_name,
+                    workflow=obj["spec"]["workflow"],
+                    version=obj["spec"]["version"],
+                    committed_at=datetime.datetime.fromisoformat(committed.replace("Z", "+00:00")),
+                    phase=status.get("phase", "Available"),
+                    active_runs=int((status.get("runs") or {}).get("active") or 0),
+                )
+            )
+        return retention_writes(facts, in_use, policy, datetime.datetime.now(datetime.UTC))
+
+    async def _apply(self, namespace: str, writes: list[Write]) -> None:
+        """Creates first (versions before what refers to them), deletes last; each group
+        concurrently within the client's limit."""
+        order = {"create": 0, "adopt": 1, "patch-status": 2, "replace-spec": 3, "delete": 4}
+        kind_order = {"WorkflowVersion": 0, "Environment": 1, "WorkflowDeployment": 2}
+        groups: dict[tuple[int, int], list[Write]] = {}
+        for write in writes:
+            groups.setdefault((order[write.action], kind_order[write.kind]), []).append(write)
+        for key in sorted(groups):
+            await asyncio.gather(*(self._write(namespace, write) for write in groups[key]))
+
+    async def _write(self, namespace: str, write: Write) -> None:
+        if write.action == "create":
+            assert write.body is not None
+            await self.kube.create(write.kind, namespace, write.body)
+        elif write.action == "adopt":
+            assert write.body is not None
+            metadata = write.body["metadata"]
+            await self.kube.patch_metadata(
+                write.kind,
+                namespace,
+                write.name,
+                {"labels": metadata["labels"], "ownerReferences": metadata["ownerReferences"]},
+            )
+        elif write.action == "patch-status":
+            assert write.body is not None
+            await self.kube.patch_status(write.kind, namespace, write.name, write.body)
+        elif write.action == "replace-spec":
+            assert write.body is not None
+            await self.kube.replace_spec(write.kind, namespace, write.name, write.body)
+        else:
+            await self.kube.delete(write.kind, namespace, write.name)
+
+    async def _write_status(self, source: Obj, outcome: SyncOutcome) -> None:
+        current = source.get("status") or {}
+        status = source_status(current, outcome)
+        if status != current:
+            meta = source["metadata"]
+            await self.kube.patch_status("WorkflowSource", meta["namespace"], meta["name"], status)
+            before = _ready(current)
+            after = _ready(status)
+            if before != after and after is not None:
+                await self.kube.event(
+                    source,
+                    after["reason"],
+                    after["message"],
+                    "Normal" if after["status"] == "True" else "Warning",
+                )
+
+
+def _ready(status: Obj) -> Obj | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return {k: condition.get(k) for k in ("status", "reason", "message")}
+    return None

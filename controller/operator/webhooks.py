@@ -1,0 +1,140 @@
+"""The git push receiver: `POST /hooks/git` syncs the sources of the pushed repository and
+branch at once.
+
+Accepted signatures, checked in constant time against the `webhookSecret` key of the
+source's secretRef: GitHub's `X-Hub-Signature-256: sha256=<hmac>`, GitLab's
+`X-Gitlab-Token: <secret>`, and a generic `X-Flowpin-Signature: sha256=<hmac of the body>`.
+The repository is matched first (404 when no source tracks it), then the signature (401,
+and nothing else happens), then the branch. A source without a webhook secret never
+accepts pushes. Bodies over 1 MiB get 413.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from controller.operator.kube import Kube
+from controller.operator.sources import SourceEntry, SourceRegistry
+
+logger = logging.getLogger("flowpin.webhooks")
+MAX_BODY = 1024 * 1024
+WEBHOOK_SECRET_KEY = "webhookSecret"
+
+
+def repository_key(url: str) -> str:
+    """One spelling per repository: no scheme, credentials, port-less scp syntax, `.git` or
+    trailing slash, lower-case host (https://Host/o/r.git == git@host:o/r)."""
+    text = url.strip()
+    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"^[^@/]+@", "", text)
+    if re.match(r"^[^/:]+:(?!\d+/)", text):  # scp-like host:path
+        text = text.replace(":", "/", 1)
+    text = text.rstrip("/").removesuffix(".git").rstrip("/")
+    host, _, path = text.partition("/")
+    return f"{host.lower()}/{path}" if path else host.lower()
+
+
+def push_details(headers: Any, payload: Any) -> tuple[list[str], str | None]:
+    """Repository URLs and the ref named by a push payload (GitHub, GitLab or generic)."""
+    if not isinstance(payload, dict):
+        return [], None
+    urls: list[str] = []
+    for holder in ("repository", "project"):
+        value = payload.get(holder)
+        if isinstance(value, str):
+            urls.append(value)
+        elif isinstance(value, dict):
+            for key in (
+                "clone_url",
+                "ssh_url",
+                "html_url",
+                "git_url",
+                "url",
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "homepage",
+            ):
+                if isinstance(value.get(key), str):
+                    urls.append(value[key])
+    ref = payload.get("ref")
+    return urls, ref if isinstance(ref, str) else None
+
+
+def signature_valid(headers: Any, body: bytes, secret: str) -> bool:
+    key = secret.encode()
+    expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+    for header in ("X-Hub-Signature-256", "X-Flowpin-Signature"):
+        given = headers.get(header)
+        if given is not None:
+            return hmac.compare_digest(given.strip().encode(), expected.encode())
+    token = headers.get("X-Gitlab-Token")
+    if token is not None:
+        return hmac.compare_digest(token.encode(), key)
+    return False
+
+
+SecretReader = Callable[[SourceEntry], Awaitable[str | None]]
+
+
+def kube_secret_reader(kube: Kube) -> SecretReader:
+    async def read(entry: SourceEntry) -> str | None:
+        if not entry.secret:
+            return None
+        data = await kube.secret(entry.namespace, entry.secret)
+        return (data or {}).get(WEBHOOK_SECRET_KEY)
+
+    return read
+
+
+def add_git_push_route(
+    app: web.Application, registry: SourceRegistry, secrets: SecretReader
+) -> None:
+    async def receive(request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_BODY:
+            return _error(413, "body larger than 1 MiB")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "body larger than 1 MiB")
+        if request.headers.get("X-GitHub-Event") == "ping":
+            return web.json_response({"status": "pong"})
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        urls, ref = push_details(request.headers, payload)
+        wanted = {repository_key(url) for url in urls}
+        candidates = [e for e in registry.entries.values() if repository_key(e.url) in wanted]
+        if not candidates:
+            return _error(404, "no WorkflowSource tracks this repository")
+        verified = []
+        for entry in candidates:
+            secret = await secrets(entry)
+            if secret and signature_valid(request.headers, body, secret):
+                verified.append(entry)
+        if not verified:
+            logger.warning("push for %s with a bad or missing signature", sorted(wanted))
+            return _error(401, "signature does not match the source's webhookSecret")
+        synced = []
+        for entry in verified:
+            if ref is None or entry.branch is None or ref == f"refs/heads/{entry.branch}":
+                entry.wake.set()
+                synced.append(f"{entry.namespace}/{entry.name}")
+        if not synced:
+            return web.json_response({"status": "ignored", "reason": f"no source tracks {ref}"})
+        return web.json_response({"status": "accepted", "sources": synced}, status=202)
+
+    app.router.add_post("/hooks/git", receive)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
