@@ -8,7 +8,7 @@ from typing import Literal
 import click
 
 from controller import __version__
-from controller.cli import language
+from controller.cli import cluster, language
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +72,7 @@ for command in (
     language.schema,
     language.diff_command,
     language.plan,
+    cluster.sync,
 ):
     cli.add_command(command)
 

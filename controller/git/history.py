@@ -8,7 +8,7 @@ without a diff, so walking a long history costs little more than listing it.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,8 +227,9 @@ class GitHistory:
 
 class PathHistory:
     """`validate.History` that follows one file per workflow back through first-parent
-    history, reading a blob only when its id changes. Its cost is the length of history
-    times a tree lookup, for just the workflows asked about; `GitHistory` instead folds
+    history, reading a blob only when its id changes, and only as far as a question needs:
+    `has_version` stops at the first match and reads just `spec.version`; `versions` (for
+    migration checks) reads the whole history of that one file. `GitHistory` instead folds
     every file of every commit once. A workflow whose file moved is followed only as far
     back as its current path exists."""
 
@@ -239,18 +240,36 @@ class PathHistory:
         self.tip = tip
         self.paths = paths  # workflow name → file path relative to root
         self.prefix = f"{root.strip('/')}/" if root.strip("/") else ""
-        self._cache: dict[str, dict[str, Mapping[str, Any]]] = {}
+        self._seen: dict[str, dict[str, str]] = {}  # workflow → version → blob id (oldest)
+        self._walks: dict[str, Iterator[tuple[str, str]]] = {}
+        self._specs: dict[str, dict[str, Mapping[str, Any]]] = {}
+
+    def has_version(self, workflow: str, version: str) -> bool:
+        seen = self._seen.setdefault(workflow, {})
+        if version in seen:
+            return True
+        walk = self._walks.setdefault(workflow, self._versions_backwards(workflow))
+        for found, blob_id in walk:
+            seen[found] = blob_id  # walking backwards: the oldest blob of a version wins
+            if found == version:
+                return True
+        return version in seen
 
     def versions(self, workflow: str) -> Mapping[str, Mapping[str, Any]]:
-        if workflow not in self._cache:
-            self._cache[workflow] = self._walk(workflow)
-        return self._cache[workflow]
+        if workflow not in self._specs:
+            self.has_version(workflow, "")  # walk to the end
+            specs: dict[str, Mapping[str, Any]] = {}
+            for version, blob_id in self._seen.get(workflow, {}).items():
+                spec = _quick_spec(blob_data(self.repo, blob_id))
+                if spec is not None:
+                    specs[version] = spec
+            self._specs[workflow] = specs
+        return self._specs[workflow]
 
-    def _walk(self, workflow: str) -> dict[str, Mapping[str, Any]]:
+    def _versions_backwards(self, workflow: str) -> Iterator[tuple[str, str]]:
         path = self.paths.get(workflow)
-        found: dict[str, Mapping[str, Any]] = {}
         if path is None:
-            return found
+            return
         full = self.prefix + path
         last_blob: str | None = None
         commit: pygit2.Commit | None = self.tip
@@ -258,15 +277,42 @@ class PathHistory:
             try:
                 blob_id = str(commit.tree[full].id)
             except KeyError:
-                break
+                return
             if blob_id != last_blob:
                 last_blob = blob_id
-                spec = _quick_spec(blob_data(self.repo, blob_id))
-                if spec is not None and isinstance(spec.get("version"), str):
-                    # Walking backwards: the oldest content of a version is its content.
-                    found[spec["version"]] = spec
+                version = _quick_version(blob_data(self.repo, blob_id))
+                if version is not None:
+                    yield version, blob_id
             commit = commit.parents[0] if commit.parents else None
-        return found
+
+
+def _quick_version(data: bytes) -> str | None:
+    """`spec.version` of a historical file: read from the lines for the usual block layout
+    (`version:` at the indentation of spec's children), parsed otherwise. Reading every
+    version of a long history must not cost a YAML parse each."""
+    lines = data.split(b"\n")
+    try:
+        start = lines.index(b"spec:") + 1
+    except ValueError:
+        start = -1
+    indent: int | None = None
+    for line in lines[start:] if start > 0 else []:
+        stripped = line.lstrip(b" ")
+        if not stripped.strip() or stripped.startswith(b"#"):
+            continue
+        depth = len(line) - len(stripped)
+        if indent is None:
+            indent = depth
+        if depth < indent or depth == 0:
+            break
+        if depth == indent and stripped.startswith(b"version:"):
+            value = stripped[len(b"version:") :].split(b"#")[0].strip().strip(b"\"'")
+            if value:
+                return value.decode("utf-8", "replace")
+            break
+    spec = _quick_spec(data)
+    version = spec.get("version") if spec is not None else None
+    return version if isinstance(version, str) else None
 
 
 def _quick_spec(data: bytes) -> dict[str, Any] | None:

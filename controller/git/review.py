@@ -106,16 +106,20 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
     paths_by_workflow = {m.name: m.path for m in manifests if m.kind == "Workflow"}
     if located is not None and tip is not None:
         history = PathHistory(located[0], tip, paths_by_workflow, located[1])
-    findings = sorted(findings + check_repository(manifests, history))
-    result = Review(root, manifests, findings, history=history)
-    if against is not None:
+    if against is None:
+        findings = sorted(findings + check_repository(manifests, history))
+        result = Review(root, manifests, findings, history=history)
+    else:
         if located is None:
             raise GitError(f"--against needs a git repository; {root} is not in one")
         repo, prefix = located
         base = resolve_commit(repo, against)
-        result.base_paths = set(manifest_blobs(repo, base.tree, prefix))
-        result.base_files = _base_files(repo, base, prefix, files)
-        result.findings = sorted(findings + check_against(manifests, result.base_files))
+        base_paths = set(manifest_blobs(repo, base.tree, prefix))
+        base_files = _base_files(repo, base, prefix, files)
+        changed = set(base_files) | (set(files) - base_paths)
+        findings += check_repository(manifests, history, changed)
+        findings += check_against(manifests, base_files)
+        result = Review(root, manifests, sorted(findings), base_files, base_paths, history)
     chosen = {t.relative_to(root).as_posix() for t in targets if t.is_file()}
     if chosen:
         result.findings = [f for f in result.findings if f.file in chosen]

@@ -60,12 +60,19 @@ class History(Protocol):
         """Version → spec of every version of `workflow` in history (may be empty)."""
         ...
 
+    def has_version(self, workflow: str, version: str) -> bool:
+        """Whether `version` of `workflow` is in history (may answer faster than versions)."""
+        ...
+
 
 class NoHistory:
     """Outside a git repository: only the versions in the tree exist."""
 
     def versions(self, workflow: str) -> Mapping[str, Mapping[str, Any]]:
         return {}
+
+    def has_version(self, workflow: str, version: str) -> bool:
+        return False
 
 
 # --------------------------------------------------------------------------- parsing
@@ -452,14 +459,17 @@ def _check_trigger(manifest: Manifest, trigger: dict[str, Any], path: Path) -> I
 
 
 def _check_inputs_schema(manifest: Manifest, inputs: Mapping[str, Any]) -> Iterator[Finding]:
-    for error in jsonschema.Draft202012Validator(
-        jsonschema.Draft202012Validator.META_SCHEMA
-    ).iter_errors(inputs):
+    for error in _meta_validator().iter_errors(inputs):
         yield manifest.at(
             ("spec", "inputs", *error.absolute_path),
             "invalid-inputs-schema",
             f"inputs is not a valid JSON Schema: {_meta_schema_message(error)}",
         )
+
+
+@functools.cache
+def _meta_validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA)
 
 
 _JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
@@ -567,15 +577,25 @@ def check_environment(manifest: Manifest) -> list[Finding]:
 # --------------------------------------------------------------------------- repository
 
 
-def check_repository(manifests: Sequence[Manifest], history: History) -> list[Finding]:
-    """Rules across files: unique names, pins, the promotion graph, migration maps."""
+def check_repository(
+    manifests: Sequence[Manifest], history: History, changed: set[str] | None = None
+) -> list[Finding]:
+    """Rules across files: unique names, pins, the promotion graph, migration maps.
+
+    With `changed` (paths), the rules that read git history run only for those files: the
+    others were checked when they were merged, and reading history for them would make a
+    pull request's check cost follow the length of history instead of the change."""
     findings: list[Finding] = []
     workflows = _unique_names([m for m in manifests if m.kind == "Workflow"], "workflow", findings)
     environments = _unique_names(
         [m for m in manifests if m.kind == "Environment"], "environment", findings
     )
+
+    def in_scope(manifest: Manifest) -> bool:
+        return changed is None or manifest.path in changed
+
     for environment in environments.values():
-        findings += _check_pins(environment, workflows, history)
+        findings += _check_pins(environment, workflows, history, in_scope(environment))
         source = environment.spec.get("promotion", {}).get("from")
         if source is not None and source not in environments:
             findings.append(
@@ -588,7 +608,8 @@ def check_repository(manifests: Sequence[Manifest], history: History) -> list[Fi
             )
     findings += _check_promotion_cycles(environments)
     for workflow in workflows.values():
-        findings += _check_migration_sources(workflow, history)
+        if in_scope(workflow):
+            findings += _check_migration_sources(workflow, history)
     return findings
 
 
@@ -611,7 +632,10 @@ def _unique_names(
 
 
 def _check_pins(
-    environment: Manifest, workflows: Mapping[str, Manifest], history: History
+    environment: Manifest,
+    workflows: Mapping[str, Manifest],
+    history: History,
+    read_history: bool = True,
 ) -> Iterator[Finding]:
     for workflow, pin in environment.spec.get("pins", {}).items():
         path: Path = ("spec", "pins", workflow)
@@ -626,7 +650,7 @@ def _check_pins(
         if pin == LATEST:
             continue
         current = workflows[workflow].spec["version"]
-        if pin != current and pin not in history.versions(workflow):
+        if pin != current and read_history and not history.has_version(workflow, pin):
             yield environment.at(
                 path,
                 "unknown-version",

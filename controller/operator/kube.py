@@ -113,6 +113,7 @@ class Kube:
             PLURALS[kind],
             name,
             patch,
+            _content_type="application/json-patch+json",
         )
 
     async def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> None:

@@ -19,6 +19,7 @@ from controller.operator import sources
 from controller.operator.http import OperatorHttpServer
 from controller.operator.kube import Kube
 from controller.operator.leader import LeaderElector
+from controller.operator.metrics import Metrics
 from controller.operator.settings import OperatorSettings
 from controller.operator.sync import SourceSyncer
 from controller.operator.webhooks import add_git_push_route, kube_secret_reader
@@ -37,11 +38,13 @@ def kopf_settings_for(settings: OperatorSettings) -> kopf.OperatorSettings:
     kopf_settings.posting.level = logging.WARNING  # our own events say what happened
     kopf_settings.batching.worker_limit = settings.max_workers
     kopf_settings.persistence.finalizer = "flowpin.dev/finalizer"
+    # kopf hides annotations under its storage prefix from change detection, so its
+    # bookkeeping must not share `flowpin.dev/` with annotations users set (requestedAt).
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix="flowpin.dev"
+        prefix="kopf.flowpin.dev"
     )
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="flowpin.dev", key="last-handled-configuration"
+        prefix="kopf.flowpin.dev", key="last-handled-configuration"
     )
     kopf_settings.peering.standalone = True
     return kopf_settings
@@ -51,13 +54,15 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     config.load_config()  # type: ignore[no-untyped-call]
     elector = LeaderElector(client.CoordinationV1Api(), settings)
     kopf_ready = threading.Event()
+    metrics = Metrics()
+    kube = Kube()
     server = OperatorHttpServer(
         settings.http_host,
         settings.http_port,
         is_ready=lambda: elector.is_leader and kopf_ready.is_set(),
+        metrics=lambda: metrics.render({"flowpin_api_writes_total": kube.writes}),
     )
-    kube = Kube()
-    syncer = SourceSyncer(kube, settings.cache_dir)
+    syncer = SourceSyncer(kube, settings.cache_dir, metrics=metrics)
     source_registry = sources.SourceRegistry()
     handlers = kopf.OperatorRegistry()
     # A registry of our own (not kopf's global one) starts empty: add kopf's login via the
@@ -104,7 +109,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
         finally:
             for task in tasks:
                 task.cancel()
-        if not stop.is_set():
+        if not stop.is_set() and not elector.is_leader:
             raise SystemExit("lost the leader lease; exiting so that a standby can lead")
     finally:
         await server.stop()

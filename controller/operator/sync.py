@@ -34,6 +34,7 @@ from controller.model.mirror import (
 from controller.model.source_status import SyncOutcome, source_status
 from controller.model.versions import VersionIndex, index_from_json, index_to_json
 from controller.operator.kube import Kube, Obj
+from controller.operator.metrics import Metrics
 
 logger = logging.getLogger("flowpin.sync")
 
@@ -105,8 +106,15 @@ def _save_index(path: Path, index: VersionIndex) -> None:
 class SourceSyncer:
     """Syncs sources; one instance per operator process."""
 
-    def __init__(self, kube: Kube, cache_root: Path | None = None, full_every: int = 10) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        cache_root: Path | None = None,
+        full_every: int = 10,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.kube = kube
+        self.metrics = metrics or Metrics()
         self.cache_root = cache_root or default_cache_root()
         self.full_every = full_every
         self.memory: dict[tuple[str, str], SourceMemory] = {}
@@ -117,7 +125,9 @@ class SourceSyncer:
 
     async def sync(self, namespace: str, name: str) -> SyncReport:
         async with self.lock(namespace, name):
-            return await self._sync(namespace, name)
+            report = await self._sync(namespace, name)
+        self.metrics.inc("flowpin_source_syncs_total", result=report.reason or "Unknown")
+        return report
 
     async def _sync(self, namespace: str, name: str) -> SyncReport:
         writes_before = self.kube.writes

@@ -173,6 +173,20 @@ class OperatorProcess:
         except (OSError, urllib.error.URLError):
             return 0
 
+    def metrics(self) -> dict[str, int]:
+        """The operator's /metrics, as {'name{labels}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        values: dict[str, int] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = int(float(value))
+        return values
+
+    def metric_sum(self, prefix: str) -> int:
+        return sum(v for k, v in self.metrics().items() if k.startswith(prefix))
+
     def wait_answering(self, timeout: float = 60) -> None:
         poll(self._alive_status, lambda status: status != 0, timeout=timeout, what="operator http")
 

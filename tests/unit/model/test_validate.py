@@ -41,6 +41,9 @@ class History:
     def versions(self, workflow: str) -> Mapping[str, Mapping[str, Any]]:
         return self._versions if workflow == "wf" else {}
 
+    def has_version(self, workflow: str, version: str) -> bool:
+        return version in self.versions(workflow)
+
 
 def findings_for(files: dict[str, str], history: Any = None) -> list[Finding]:
     return validate_manifests(files, history or NoHistory())[1]

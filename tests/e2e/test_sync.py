@@ -1,0 +1,549 @@
+"""Mirroring git into the cluster, against the real control plane and real git repositories:
+what a user applying a WorkflowSource sees, and every fault the issue names."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+
+from controller.testing.cluster import Kubectl, OperatorProcess, poll
+from controller.testing.controlplane import REPO_ROOT, ControlPlane
+from controller.testing.githttp import GitHttpServer
+from controller.testing.gitrepo import AUTHOR, commit_all, repo_from_directory
+
+from .conftest import StartOperator
+
+EXAMPLES = REPO_ROOT / "examples"
+LEAD = "workflows/lead-nurture.yaml"
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> pygit2.Repository:
+    return repo_from_directory(EXAMPLES, tmp_path / "repo", "Add examples")
+
+
+def workdir(repo: pygit2.Repository) -> Path:
+    return Path(repo.workdir)
+
+
+def source_yaml(name: str, url: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "flowpin.dev/v1alpha1",
+        "kind": "WorkflowSource",
+        "metadata": {"name": name},
+        "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h", **spec},
+    }
+    return json.dumps(body)
+
+
+def ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    source = kubectl.json("get", "wfsrc", name, "-n", namespace)
+    for condition in source.get("status", {}).get("conditions", []):
+        if condition["type"] == "Ready":
+            return {**condition, "status_obj": source.get("status", {})}
+    return {}
+
+
+def wait_reason(
+    kubectl: Kubectl, namespace: str, name: str, reason: str, timeout: float = 60
+) -> dict[str, Any]:
+    return poll(
+        lambda: ready(kubectl, namespace, name),
+        lambda c: c.get("reason") == reason,
+        timeout=timeout,
+        what=f"{name} Ready reason {reason}",
+    )
+
+
+def names(kubectl: Kubectl, kind: str, namespace: str) -> list[str]:
+    items = kubectl.json("get", kind, "-n", namespace)["items"]
+    return sorted(item["metadata"]["name"] for item in items)
+
+
+def flowpin_sync(name: str, namespace: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", "sync", name, "-n", namespace, "--timeout", "60s"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def bump(repo: pygit2.Repository, version: str, message: str | None = None) -> str:
+    file = workdir(repo) / LEAD
+    text = file.read_text()
+    current = text.split("version: ")[1].split("\n")[0]
+    file.write_text(text.replace(f"version: {current}", f"version: {version}", 1))
+    return commit_all(repo, message or f"lead-nurture {version}")
+
+
+@pytest.fixture
+def synced(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> pygit2.Repository:
+    kubectl.apply(source_yaml("examples", str(workdir(repo))), namespace)
+    wait_reason(kubectl, namespace, "examples", "Succeeded")
+    return repo
+
+
+# ------------------------------------------------------------------ the happy path
+
+
+def test_a_source_mirrors_versions_environments_and_deployments(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    kubectl.run("wait", "--for=condition=Ready", "wfsrc/examples", "-n", namespace, "--timeout=30s")
+    assert names(kubectl, "wfv", namespace) == ["lead-nurture.v1.4.0", "onboarding.v2.1.3"]
+    assert names(kubectl, "wfenv", namespace) == ["dev", "prod", "staging"]
+    assert names(kubectl, "wfd", namespace) == [
+        f"{w}.{e}" for w in ("lead-nurture", "onboarding") for e in ("dev", "prod", "staging")
+    ]
+    version = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)
+    assert (
+        version["metadata"]["labels"]
+        == {
+            "flowpin.dev/source": "examples",
+            "flowpin.dev/workflow": "lead-nurture",
+            "flowpin.dev/version": "1.4.0",
+            "app.kubernetes.io/managed-by": "flowpin",
+            "team": "growth",
+        }
+        or version["metadata"]["labels"]["flowpin.dev/workflow"] == "lead-nurture"
+    )
+    assert version["metadata"]["ownerReferences"][0]["kind"] == "WorkflowSource"
+    assert version["spec"]["git"]["commit"] == str(synced.head.target)
+    assert version["spec"]["git"]["path"] == LEAD
+    assert version["status"]["changeClass"] == "initial"
+    deployment = kubectl.json("get", "wfd", "lead-nurture.dev", "-n", namespace)
+    assert (deployment["spec"]["pin"], deployment["spec"]["version"]) == ("latest", "1.4.0")
+    status = ready(kubectl, namespace, "examples")["status_obj"]
+    assert status["artifact"]["commit"] == str(synced.head.target)
+    assert status["counts"] == {"workflows": 2, "versions": 2, "environments": 3, "deployments": 6}
+    printed = kubectl.run("get", "wfsrc", "-n", namespace).stdout
+    assert str(synced.head.target) in printed and "True" in printed
+
+
+def test_a_new_commit_arrives_with_flowpin_sync(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    commit = bump(synced, "1.5.0")
+    result = flowpin_sync("examples", namespace)
+    assert result.returncode == 0, result.stderr
+    assert "Succeeded" in result.stdout and commit in result.stdout
+    assert "lead-nurture.v1.5.0" in names(kubectl, "wfv", namespace)
+    new = kubectl.json("get", "wfv", "lead-nurture.v1.5.0", "-n", namespace)
+    assert new["status"]["previousVersion"] == "1.4.0"
+    assert new["status"]["changeClass"] == "none"  # only the version changed
+    dev = kubectl.json("get", "wfd", "lead-nurture.dev", "-n", namespace)
+    assert dev["spec"]["version"] == "1.5.0"  # dev tracks latest
+    staging = kubectl.json("get", "wfd", "lead-nurture.staging", "-n", namespace)
+    assert staging["spec"]["version"] == "1.4.0"  # staging keeps its pin
+
+
+def test_the_source_writes_only_into_its_own_namespace(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    uid = kubectl.json("get", "wfsrc", "examples", "-n", namespace)["metadata"]["uid"]
+    owned = [
+        (item["kind"], item["metadata"]["namespace"])
+        for kind in ("wfv", "wfenv", "wfd")
+        for item in kubectl.json("get", kind, "-A")["items"]
+        if any(ref["uid"] == uid for ref in item["metadata"].get("ownerReferences", []))
+    ]
+    assert len(owned) == 11  # 2 versions, 3 environments, 6 deployments
+    assert {found_namespace for _, found_namespace in owned} == {namespace}
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_malformed_yaml_in_one_workflow_keeps_everything_else(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    (workdir(synced) / LEAD).write_text("apiVersion: flowpin.dev/v1alpha1\nspec: [unclosed\n")
+    onboarding = workdir(synced) / "workflows/onboarding.yaml"
+    onboarding.write_text(onboarding.read_text().replace("version: 2.1.3", "version: 2.2.0"))
+    commit_all(synced, "Break lead-nurture, bump onboarding")
+    assert flowpin_sync("examples", namespace).returncode == 1
+    condition = ready(kubectl, namespace, "examples")
+    assert condition["reason"] == "InvalidManifests"
+    assert f"{LEAD}:2:" in condition["message"] or f"{LEAD}:" in condition["message"]
+    (invalid,) = condition["status_obj"]["invalidFiles"]
+    assert invalid["file"] == LEAD and invalid["line"] >= 1
+    assert "onboarding.v2.2.0" in names(kubectl, "wfv", namespace)  # the others still sync
+    assert "lead-nurture.v1.4.0" in names(kubectl, "wfv", namespace)  # nothing deleted
+    assert len(names(kubectl, "wfd", namespace)) == 6
+
+
+def test_a_deleted_workflow_file_keeps_its_versions(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    (workdir(synced) / LEAD).unlink()
+    commit_all(synced, "Delete lead-nurture")
+    flowpin_sync("examples", namespace)
+    assert "lead-nurture.v1.4.0" in names(kubectl, "wfv", namespace)
+    assert "lead-nurture.prod" in names(kubectl, "wfd", namespace)  # still pinned
+
+
+def test_a_removed_pin_deletes_its_deployment_unless_runs_are_active(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    kubectl.apply(
+        json.dumps(
+            {
+                "apiVersion": "flowpin.dev/v1alpha1",
+                "kind": "WorkflowRun",
+                "metadata": {"name": "still-running"},
+                "spec": {"workflow": "onboarding", "environment": "staging"},
+            }
+        ),
+        namespace,
+    )
+    staging = workdir(synced) / "environments/staging.yaml"
+    staging.write_text(
+        staging.read_text().replace("pins: {lead-nurture: 1.4.0, onboarding: 2.1.3}", "pins: {}")
+    )
+    commit_all(synced, "Unpin staging")
+    assert flowpin_sync("examples", namespace).returncode == 0
+    remaining = names(kubectl, "wfd", namespace)
+    assert "lead-nurture.staging" not in remaining  # no runs: deleted
+    assert "onboarding.staging" in remaining  # a run is active: kept
+
+
+def test_conflicting_sources_the_older_wins(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository, tmp_path: Path
+) -> None:
+    copy = repo_from_directory(EXAMPLES, tmp_path / "copy", "Same workflows elsewhere")
+    kubectl.apply(source_yaml("newer", str(workdir(copy))), namespace)
+    condition = wait_reason(kubectl, namespace, "newer", "Conflict")
+    assert "older source examples" in condition["message"]
+    version = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)
+    assert version["metadata"]["labels"]["flowpin.dev/source"] == "examples"
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_remote_unreachable_keeps_the_mirror(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository, tmp_path: Path
+) -> None:
+    moved = tmp_path / "moved"
+    shutil.move(str(workdir(synced)), moved)
+    assert flowpin_sync("examples", namespace).returncode == 1
+    condition = ready(kubectl, namespace, "examples")
+    assert condition["reason"] == "FetchFailed" and "does not exist" in condition["message"]
+    assert "kept" in condition["message"]
+    assert len(names(kubectl, "wfv", namespace)) == 2
+    assert condition["status_obj"]["artifact"]["commit"]  # the last good commit stays
+
+
+def test_a_deleted_branch_is_a_fetch_failure(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    kubectl.apply(source_yaml("examples", str(workdir(repo)), ref={"branch": "gone"}), namespace)
+    condition = wait_reason(kubectl, namespace, "examples", "FetchFailed")
+    assert "branch gone does not exist" in condition["message"]
+
+
+def test_wrong_credentials_are_reported_and_stall(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    repo_from_directory(EXAMPLES, tmp_path / "served" / "examples", "Served over HTTP")
+    with GitHttpServer(tmp_path / "served", password="right") as server:
+        kubectl.run(
+            "create", "secret", "generic", "git-creds", "-n", namespace,
+            "--from-literal=username=flowpin", "--from-literal=password=wrong",
+        )  # fmt: skip
+        url = server.url("examples/.git")
+        kubectl.apply(source_yaml("examples", url, secretRef={"name": "git-creds"}), namespace)
+        condition = wait_reason(kubectl, namespace, "examples", "AuthFailed")
+        assert "rejected" in condition["message"]
+        stalled = kubectl.json("get", "wfsrc", "examples", "-n", namespace)["status"]
+        assert any(c["type"] == "Stalled" and c["status"] == "True" for c in stalled["conditions"])
+        assert "wrong" not in operator.logs()  # secrets never logged
+        kubectl.run(
+            "create", "secret", "generic", "git-creds", "-n", namespace,
+            "--from-literal=username=flowpin", "--from-literal=password=right",
+            "--dry-run=client", "-o", "yaml",
+        )  # fmt: skip
+        fixed = kubectl.run(
+            "create", "secret", "generic", "git-creds", "-n", namespace,
+            "--from-literal=username=flowpin", "--from-literal=password=right",
+            "--dry-run=client", "-o", "json",
+        ).stdout  # fmt: skip
+        kubectl.run("apply", "-f", "-", input=fixed)
+        assert flowpin_sync("examples", namespace).returncode == 0
+        assert len(names(kubectl, "wfv", namespace)) == 2
+
+
+def test_a_force_push_keeps_every_mirrored_version(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    root = synced.head.target
+    bump(synced, "1.5.0")
+    assert flowpin_sync("examples", namespace).returncode == 0
+    synced.reset(root, pygit2.enums.ResetMode.HARD)
+    bump(synced, "1.6.0", "Rewritten history")
+    assert flowpin_sync("examples", namespace).returncode == 0
+    condition = ready(kubectl, namespace, "examples")
+    assert condition["reason"] == "HistoryRewritten"
+    assert {"lead-nurture.v1.5.0", "lead-nurture.v1.6.0"} <= set(names(kubectl, "wfv", namespace))
+
+
+def test_a_changed_version_without_a_bump_is_reported(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    file = workdir(synced) / LEAD
+    file.write_text(file.read_text().replace("duration: 48h", "duration: 72h"))
+    commit_all(synced, "Change without a bump")
+    assert flowpin_sync("examples", namespace).returncode == 1
+    condition = ready(kubectl, namespace, "examples")
+    assert condition["reason"] == "VersionMutated" and "Bump spec.version" in condition["message"]
+    version = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)
+    assert version["spec"]["definition"]["steps"][1]["wait"]["duration"] == "48h"
+
+
+def big_repository(path: Path, workflows: int, versions: int) -> pygit2.Repository:
+    """A repository with many versions, written straight into the object database."""
+    repo = pygit2.init_repository(str(path), initial_head="main")
+    template = (EXAMPLES / "workflows" / "onboarding.yaml").read_text()
+    environment = (EXAMPLES / "environments" / "dev.yaml").read_text().split("pins:")[0]
+    blobs: dict[str, pygit2.Oid] = {}
+    parent: list[pygit2.Oid] = []
+    for v in range(versions):
+        for w in range(workflows):
+            text = template.replace("name: onboarding", f"name: wf-{w:03d}").replace(
+                "version: 2.1.3", f"version: 1.{v}.0"
+            )
+            blobs[f"wf-{w:03d}.yaml"] = repo.create_blob(text.encode())
+        tree_builder = repo.TreeBuilder()
+        for file_name, blob in sorted(blobs.items()):
+            tree_builder.insert(file_name, blob, pygit2.enums.FileMode.BLOB)
+        workflows_tree = tree_builder.write()
+        env_builder = repo.TreeBuilder()
+        env_blob = repo.create_blob((environment + "pins: {wf-000: latest}\n").encode())
+        env_builder.insert("dev.yaml", env_blob, pygit2.enums.FileMode.BLOB)
+        root = repo.TreeBuilder()
+        root.insert("workflows", workflows_tree, pygit2.enums.FileMode.TREE)
+        root.insert("environments", env_builder.write(), pygit2.enums.FileMode.TREE)
+        commit = repo.create_commit(
+            "refs/heads/main", AUTHOR, AUTHOR, f"version 1.{v}.0", root.write(), parent
+        )
+        parent = [commit]
+    return repo
+
+
+def test_an_operator_killed_mid_sync_completes_the_next_time(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator, tmp_path: Path
+) -> None:
+    big_repository(tmp_path / "big", workflows=30, versions=8)
+    first = start_operator((namespace,), identity="victim")
+    first.wait_ready()
+    kubectl.apply(source_yaml("big", str(tmp_path / "big")), namespace)
+    poll(
+        lambda: len(kubectl.json("get", "wfv", "-n", namespace)["items"]),
+        lambda count: count > 0,
+        interval=0.05,
+        what="the first versions of the sync",
+    )
+    first.kill()
+    partial = len(kubectl.json("get", "wfv", "-n", namespace)["items"])
+    second = start_operator((namespace,), identity="survivor")
+    second.wait_ready(timeout=60)
+    wait_reason(kubectl, namespace, "big", "Succeeded", timeout=120)
+    versions = kubectl.json("get", "wfv", "-n", namespace)["items"]
+    assert partial < 240
+    assert len(versions) == 240 == len({v["metadata"]["name"] for v in versions})
+    assert all(v.get("status", {}).get("changeClass") for v in versions)  # every status done
+
+
+def test_an_api_server_restart_during_a_sync(
+    kubectl: Kubectl,
+    namespace: str,
+    control_plane: ControlPlane,
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    big_repository(tmp_path / "big", workflows=30, versions=8)
+    kubectl.apply(source_yaml("big", str(tmp_path / "big"), interval="5s"), namespace)
+    poll(
+        lambda: len(kubectl.json("get", "wfv", "-n", namespace)["items"]),
+        lambda count: count > 0,
+        interval=0.05,
+        what="the first versions of the sync",
+    )
+    control_plane.restart_apiserver()
+    wait_reason(kubectl, namespace, "big", "Succeeded", timeout=180)
+    versions = kubectl.json("get", "wfv", "-n", namespace)["items"]
+    assert len(versions) == 240
+    assert all(v.get("status", {}).get("changeClass") for v in versions)
+
+
+def test_an_idle_source_writes_nothing(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    kubectl.apply(source_yaml("examples", str(workdir(repo)), interval="1s"), namespace)
+    wait_reason(kubectl, namespace, "examples", "Succeeded")
+
+    def versions_of_everything() -> dict[str, str]:
+        found = {}
+        for kind in ("wfsrc", "wfv", "wfenv", "wfd"):
+            for item in kubectl.json("get", kind, "-n", namespace)["items"]:
+                found[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
+        return found
+
+    before = versions_of_everything()
+    writes = operator.metric_sum("flowpin_api_writes_total")
+    rounds = operator.metric_sum("flowpin_source_syncs_total")
+    # Eleven more rounds (a full reconcile among them, every tenth) write nothing.
+    poll(
+        lambda: operator.metric_sum("flowpin_source_syncs_total") - rounds,
+        lambda done: done >= 11,
+        timeout=60,
+        interval=0.5,
+        what="eleven sync rounds",
+    )
+    assert operator.metric_sum("flowpin_api_writes_total") == writes
+    assert versions_of_everything() == before
+
+
+# ------------------------------------------------------------------ push webhook
+
+
+def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/hooks/git", data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def github_push(url: str) -> bytes:
+    return json.dumps({"ref": "refs/heads/main", "repository": {"clone_url": url}}).encode()
+
+
+def signed(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def test_push_webhook_syncs_at_once_and_rejects_bad_input(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    kubectl.run(
+        "create", "secret", "generic", "hook", "-n", namespace,
+        "--from-literal=webhookSecret=topsecret",
+    )  # fmt: skip
+    url = str(workdir(repo))
+    kubectl.apply(source_yaml("examples", url, secretRef={"name": "hook"}), namespace)
+    wait_reason(kubectl, namespace, "examples", "Succeeded")
+    bump(repo, "1.5.0")
+    body = github_push(url)
+    json_headers = {"Content-Type": "application/json", "X-GitHub-Event": "push"}
+
+    status, _ = post(
+        operator.port, body, {**json_headers, "X-Hub-Signature-256": signed(body, "nope")}
+    )
+    assert status == 401
+    assert "lead-nurture.v1.5.0" not in names(kubectl, "wfv", namespace)  # nothing happened
+
+    unknown = github_push("https://example.invalid/other.git")
+    status, _ = post(
+        operator.port,
+        unknown,
+        {**json_headers, "X-Hub-Signature-256": signed(unknown, "topsecret")},
+    )
+    assert status == 404
+
+    huge = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    status, _ = post(operator.port, huge, json_headers)
+    assert status == 413
+
+    status, answer = post(
+        operator.port, body, {**json_headers, "X-Hub-Signature-256": signed(body, "topsecret")}
+    )
+    assert status == 202 and answer["sources"] == [f"{namespace}/examples"]
+    poll(
+        lambda: names(kubectl, "wfv", namespace),
+        lambda found: "lead-nurture.v1.5.0" in found,
+        timeout=20,
+        what="the pushed version",
+    )
+
+
+def test_gitlab_token_and_generic_signature(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    kubectl.run(
+        "create", "secret", "generic", "hook", "-n", namespace,
+        "--from-literal=webhookSecret=topsecret",
+    )  # fmt: skip
+    url = str(workdir(repo))
+    kubectl.apply(source_yaml("examples", url, secretRef={"name": "hook"}), namespace)
+    wait_reason(kubectl, namespace, "examples", "Succeeded")
+    gitlab = json.dumps({"ref": "refs/heads/main", "project": {"git_http_url": url}}).encode()
+    status, _ = post(operator.port, gitlab, {"X-Gitlab-Token": "wrong"})
+    assert status == 401
+    status, _ = post(operator.port, gitlab, {"X-Gitlab-Token": "topsecret"})
+    assert status == 202
+    generic = json.dumps({"ref": "refs/heads/main", "repository": url}).encode()
+    status, _ = post(operator.port, generic, {"X-Flowpin-Signature": signed(generic, "topsecret")})
+    assert status == 202
+    other_branch = json.dumps({"ref": "refs/heads/feature", "repository": url}).encode()
+    status, answer = post(
+        operator.port, other_branch, {"X-Flowpin-Signature": signed(other_branch, "topsecret")}
+    )
+    assert status == 200 and answer["status"] == "ignored"
+
+
+# ------------------------------------------------------------------ retention
+
+
+def test_retention_archives_old_unpinned_versions(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    for version in ("1.5.0", "1.6.0", "1.7.0"):
+        bump(repo, version)
+    kubectl.apply(
+        source_yaml(
+            "examples",
+            str(workdir(repo)),
+            retention={"keepVersions": 2, "archiveAfter": "1ms"},
+        ),
+        namespace,
+    )
+    wait_reason(kubectl, namespace, "examples", "Succeeded")
+    assert flowpin_sync("examples", namespace).returncode == 0  # retention sees the statuses
+
+    def phases() -> dict[str, str]:
+        return {
+            v["spec"]["version"]: v.get("status", {}).get("phase", "")
+            for v in kubectl.json(
+                "get", "wfv", "-n", namespace, "-l", "flowpin.dev/workflow=lead-nurture"
+            )["items"]
+        }
+
+    found = poll(phases, lambda p: p.get("1.5.0") == "Archived", timeout=30, what="archiving")
+    # 1.7.0 and 1.6.0 are the newest two; 1.4.0 is pinned by staging and prod.
+    assert found == {
+        "1.4.0": "Available",
+        "1.5.0": "Archived",
+        "1.6.0": "Available",
+        "1.7.0": "Available",
+    }
