@@ -78,7 +78,9 @@ def normalize_url(url: str) -> str:
     return str(Path(url).expanduser().resolve())
 
 
-class _Callbacks(pygit2.RemoteCallbacks):
+class CredentialCallbacks(pygit2.RemoteCallbacks):
+    """Answers libgit2's credential questions from a source's Secret, three times at most."""
+
     def __init__(self, credentials: Credentials) -> None:
         super().__init__()
         self._credentials = credentials
@@ -168,7 +170,9 @@ def _fetch(
         repo.remotes.create("origin", remote_url)
     remote = repo.remotes["origin"]
     remote.fetch(
-        _refspecs(ref), callbacks=_Callbacks(credentials), prune=pygit2.enums.FetchPrune.PRUNE
+        _refspecs(ref),
+        callbacks=CredentialCallbacks(credentials),
+        prune=pygit2.enums.FetchPrune.PRUNE,
     )
     return repo, _tip(repo, ref)
 
