@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -101,3 +102,406 @@ def sync(source: str, namespace: str | None, timeout: str) -> None:
     for item in (obj.get("status") or {}).get("invalidFiles") or []:
         click.echo(f"  {item['file']}:{item['line']}: {item['message']}", err=True)
     sys.exit(0 if ready.get("status") == "True" else 1)
+
+
+# ---------------------------------------------------------------------- deployments
+
+
+def whoami() -> str:
+    """The identity the API server sees (SelfSubjectReview), for recording approvals."""
+    import getpass
+
+    from kubernetes import client
+
+    try:
+        review = client.AuthenticationV1Api().create_self_subject_review(
+            client.V1SelfSubjectReview()
+        )
+        info = review.status.user_info if review.status is not None else None
+        if info is not None and info.username:
+            return str(info.username)
+    except Exception:  # an older API server, or no permission: fall back to the local user
+        pass
+    return getpass.getuser()
+
+
+def _deployment(api: Any, workflow: str, env: str, namespace: str) -> dict[str, Any]:
+    return _get(
+        api,
+        kinds.WORKFLOW_DEPLOYMENT.plural,
+        namespace,
+        kinds.deployment_object_name(workflow, env),
+    )
+
+
+def _annotate(
+    api: Any, workflow: str, env: str, namespace: str, annotations: dict[str, str | None]
+) -> None:
+    api.patch_namespaced_custom_object(
+        kinds.GROUP,
+        kinds.VERSION,
+        namespace,
+        kinds.WORKFLOW_DEPLOYMENT.plural,
+        kinds.deployment_object_name(workflow, env),
+        {"metadata": {"annotations": annotations}},
+    )
+
+
+def _wait_for(
+    api: Any, workflow: str, env: str, namespace: str, accept: Any, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = _deployment(api, workflow, env, namespace)
+        if accept(obj.get("status") or {}) or time.monotonic() > deadline:
+            return obj
+        time.sleep(0.3)
+
+
+def _report(obj: dict[str, Any]) -> None:
+    status = obj.get("status") or {}
+    click.echo(
+        f"{obj['metadata']['name']}: {status.get('phase', 'Pending')} "
+        f"(active {status.get('activeVersion', '-')}): {status.get('message', '')}"
+    )
+
+
+env_option = click.option("--env", "env", required=True, help="Environment.")
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@click.option("--version", default=None, help="Version to approve (default: the desired one).")
+@namespace_option
+def approve(workflow: str, env: str, version: str | None, namespace: str | None) -> None:
+    """Approve the version pinned for WORKFLOW in ENV (records who approved)."""
+    from controller.model.deployment import ANNOTATION_APPROVED_BY
+
+    namespace = namespace or current_namespace()
+    api = _api()
+    obj = _deployment(api, workflow, env, namespace)
+    version = version or str(obj["spec"]["version"])
+    if version != obj["spec"]["version"]:
+        click.echo(f"note: git pins {obj['spec']['version']}; approving {version} anyway", err=True)
+    approver = whoami()
+    _annotate(
+        api,
+        workflow,
+        env,
+        namespace,
+        {kinds.ANNOTATION_APPROVED_VERSION: version, ANNOTATION_APPROVED_BY: approver},
+    )
+    click.echo(f"approved {workflow} {version} in {env} as {approver}")
+    _report(
+        _wait_for(api, workflow, env, namespace, lambda s: s.get("reason") != "AwaitingApproval")
+    )
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@click.option("--to", "target", default=None, help="Version to run (default: the previous one).")
+@click.option(
+    "--git",
+    "via_git",
+    is_flag=True,
+    help="Instead, commit a pin back to that version on a new branch (for a pull request).",
+)
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    help="The workflow repository (with --git).",
+)
+@namespace_option
+def rollback(
+    workflow: str,
+    env: str,
+    target: str | None,
+    via_git: bool,
+    repo_path: Path,
+    namespace: str | None,
+) -> None:
+    """Emergency rollback: run an older version of WORKFLOW in ENV until git changes the pin
+    or `flowpin release`; or, with --git, write the revert as a commit for a pull request."""
+    from controller.model.deployment import (
+        ANNOTATION_HOLD,
+        ANNOTATION_HOLD_BY,
+        ANNOTATION_HOLD_PIN,
+    )
+
+    namespace = namespace or current_namespace()
+    api = _api()
+    obj = _deployment(api, workflow, env, namespace)
+    status = obj.get("status") or {}
+    target = target or status.get("previousVersion")
+    if not target:
+        raise click.UsageError(f"{workflow} in {env} has no previous version; name one with --to")
+    if via_git:
+        branch = _commit_pin(repo_path, workflow, env, target, "rollback")
+        click.echo(
+            f"committed the pin {workflow}: {target} on branch {branch}; open a pull request"
+        )
+        return
+    _annotate(
+        api,
+        workflow,
+        env,
+        namespace,
+        {
+            ANNOTATION_HOLD: target,
+            ANNOTATION_HOLD_PIN: str(obj["spec"]["version"]),
+            ANNOTATION_HOLD_BY: whoami(),
+        },
+    )
+    _report(_wait_for(api, workflow, env, namespace, lambda s: s.get("activeVersion") == target))
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@namespace_option
+def release(workflow: str, env: str, namespace: str | None) -> None:
+    """End a rollback: follow the version git pins again."""
+    from controller.model.deployment import (
+        ANNOTATION_HOLD,
+        ANNOTATION_HOLD_BY,
+        ANNOTATION_HOLD_PIN,
+    )
+
+    namespace = namespace or current_namespace()
+    api = _api()
+    _annotate(
+        api,
+        workflow,
+        env,
+        namespace,
+        {ANNOTATION_HOLD: None, ANNOTATION_HOLD_PIN: None, ANNOTATION_HOLD_BY: None},
+    )
+    _report(_wait_for(api, workflow, env, namespace, lambda s: s.get("phase") != "Held"))
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@namespace_option
+def retry(workflow: str, env: str, namespace: str | None) -> None:
+    """Try again a version held after a failed verification or an aborted canary."""
+    from controller.model.deployment import ANNOTATION_RETRY
+
+    namespace = namespace or current_namespace()
+    api = _api()
+    held = (_deployment(api, workflow, env, namespace).get("status") or {}).get("heldVersion")
+    if not held:
+        raise click.UsageError(f"{workflow} in {env} holds no version; nothing to retry")
+    _annotate(api, workflow, env, namespace, {ANNOTATION_RETRY: held})
+    _report(_wait_for(api, workflow, env, namespace, lambda s: s.get("heldVersion") != held))
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@namespace_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def history(workflow: str, env: str, namespace: str | None, fmt: str) -> None:
+    """Recent transitions of WORKFLOW in ENV, newest first."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    namespace = namespace or current_namespace()
+    entries = (_deployment(_api(), workflow, env, namespace).get("status") or {}).get(
+        "history"
+    ) or []
+    if fmt == "json":
+        click.echo(json.dumps(entries, indent=2))
+        return
+    table = Table(title=f"{workflow} in {env}", title_justify="left")
+    for column in ("VERSION", "RESULT", "REASON", "INITIATOR", "FINISHED", "COMMIT"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            e.get("version", ""),
+            e.get("result", ""),
+            e.get("reason", ""),
+            e.get("initiator", ""),
+            e.get("finishedAt", ""),
+            str(e.get("commit", ""))[:12],
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _commit_pin(repo_path: Path, workflow: str, env: str, version: str, verb: str) -> str:
+    from controller.git.commits import commit_on_new_branch
+    from controller.git.history import GitError, open_repository
+    from controller.git.worktree import find_root
+    from controller.model.pins import PinEditError, set_pin
+
+    root = find_root(repo_path.resolve())
+    env_file = next(
+        (p for p in (root / "environments").glob("*.y*ml") if _env_name(p) == env), None
+    )
+    if env_file is None:
+        raise click.UsageError(f"no environment {env!r} under {root / 'environments'}")
+    try:
+        repo = open_repository(str(root))
+        text = env_file.read_text()
+        changed = set_pin(text, workflow, version)
+        relative = env_file.resolve().relative_to(Path(repo.workdir).resolve()).as_posix()
+        branch = f"{verb}/{workflow}-{version}-{env}"
+        commit_on_new_branch(
+            repo,
+            relative,
+            changed.encode(),
+            branch,
+            f"{verb.capitalize()} {workflow} to {version} in {env}",
+        )
+    except (GitError, PinEditError) as error:
+        raise click.UsageError(str(error)) from error
+    return branch
+
+
+def _env_name(path: Path) -> str | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError):
+        return None
+    name = (data or {}).get("metadata", {}).get("name") if isinstance(data, dict) else None
+    return str(name) if name else None
+
+
+@click.command()
+@click.argument("workflow")
+@click.option("--to", "env", required=True, help="Environment to promote to.")
+@click.option("--version", default=None, help="Version (default: the workflow's current one).")
+@click.option("--force", is_flag=True, help="Promote even if not Verified upstream.")
+@click.option(
+    "--repo",
+    "repo_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+@namespace_option
+def promote(
+    workflow: str,
+    env: str,
+    version: str | None,
+    force: bool,
+    repo_path: Path,
+    namespace: str | None,
+) -> None:
+    """Pin VERSION of WORKFLOW in environments/ENV.yaml on a new branch
+    promote/<workflow>-<version>-<env>, keeping the file's comments and formatting."""
+    from controller.git.worktree import find_root, read_manifests
+    from controller.model.deployment import verified_at
+    from controller.model.validate import check_files
+
+    root = find_root(repo_path.resolve())
+    manifests, _ = check_files(read_manifests(root))
+    workflows = {m.name: m for m in manifests if m.kind == "Workflow"}
+    environments = {m.name: m for m in manifests if m.kind == "Environment"}
+    if workflow not in workflows:
+        raise click.UsageError(f"no workflow {workflow!r} in {root}")
+    if env not in environments:
+        raise click.UsageError(f"no environment {env!r} in {root}")
+    version = version or str(workflows[workflow].spec["version"])
+    upstream = (environments[env].spec.get("promotion") or {}).get("from")
+    if upstream and not force:
+        namespace = namespace or current_namespace()
+        try:
+            upstream_obj = _deployment(_api(), workflow, upstream, namespace)
+        except click.UsageError as error:
+            raise click.UsageError(
+                f"cannot check that {workflow} {version} is Verified in {upstream}: {error}; "
+                "use --force to promote anyway"
+            ) from error
+        if verified_at(upstream_obj.get("status") or {}, version) is None:
+            raise click.UsageError(
+                f"{workflow} {version} is not Verified in {upstream} (the cluster says "
+                f"{(upstream_obj.get('status') or {}).get('phase', 'nothing')}); "
+                "use --force to promote anyway"
+            )
+    branch = _commit_pin(root, workflow, env, version, "promote")
+    click.echo(
+        f"committed {workflow}: {version} in environments for {env} on branch {branch}\n"
+        f"push it and open a pull request: git push origin {branch}"
+    )
+
+
+@click.command()
+@click.argument("workflow", required=False)
+@namespace_option
+@click.option("--watch", is_flag=True, help="Keep the view up to date until Ctrl-C.")
+def status(workflow: str | None, namespace: str | None, watch: bool) -> None:
+    """Environments → deployments → versions, with the gate that holds each back."""
+    from rich.console import Console
+    from rich.live import Live
+
+    namespace = namespace or current_namespace()
+    api = _api()
+    # Piped or captured output: wide rows, not a table wrapped at 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    if not watch:
+        console.print(_status_table(api, namespace, workflow))
+        return
+    with Live(
+        _status_table(api, namespace, workflow), console=console, refresh_per_second=1
+    ) as live:
+        try:
+            while True:
+                time.sleep(2)
+                live.update(_status_table(api, namespace, workflow))
+        except KeyboardInterrupt:
+            pass
+
+
+def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
+    from rich.table import Table
+
+    from controller.model.plan import promotion_order
+
+    selector = f"{kinds.LABEL_WORKFLOW}={workflow}" if workflow else ""
+    deployments = api.list_namespaced_custom_object(
+        kinds.GROUP,
+        kinds.VERSION,
+        namespace,
+        kinds.WORKFLOW_DEPLOYMENT.plural,
+        label_selector=selector,
+    )["items"]
+    environments = {
+        e["metadata"]["name"]: e.get("spec") or {}
+        for e in api.list_namespaced_custom_object(
+            kinds.GROUP, kinds.VERSION, namespace, kinds.ENVIRONMENT.plural
+        )["items"]
+    }
+    order = {name: i for i, name in enumerate(promotion_order(environments))}
+    table = Table(title=f"flowpin in {namespace}", title_justify="left")
+    for column in ("ENVIRONMENT", "WORKFLOW", "DESIRED", "ACTIVE", "PHASE", "GATES", "WHY"):
+        table.add_column(column, overflow="fold")
+    deployments.sort(key=lambda d: (order.get(d["spec"]["environment"], 99), d["spec"]["workflow"]))
+    for d in deployments:
+        s = d.get("status") or {}
+        gates = " ".join(
+            f"{'✓' if g.get('open') else '✗'}{g.get('name')}" for g in s.get("gates") or []
+        )
+        versions = " ".join(
+            f"{v['version']}:{v.get('state')}({v.get('activeRuns', 0)})"
+            for v in s.get("versions") or []
+            if v.get("state") in ("Draining", "Canary")
+        )
+        table.add_row(
+            d["spec"]["environment"],
+            d["spec"]["workflow"],
+            d["spec"]["version"],
+            s.get("activeVersion", "-"),
+            s.get("phase", "Pending"),
+            gates,
+            " ".join(x for x in (s.get("message", ""), versions) if x),
+        )
+    return table

@@ -73,6 +73,13 @@ for command in (
     language.diff_command,
     language.plan,
     cluster.sync,
+    cluster.status,
+    cluster.approve,
+    cluster.rollback,
+    cluster.release,
+    cluster.retry,
+    cluster.history,
+    cluster.promote,
 ):
     cli.add_command(command)
 

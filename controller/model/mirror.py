@@ -177,6 +177,7 @@ def deployment_object(
             "pin": pin,
             "source": source.name,
             "commit": environment.commit.id,
+            "author": environment.commit.author,
         },
     }
 

@@ -15,7 +15,8 @@ import threading
 import kopf
 from kubernetes import client, config
 
-from controller.operator import sources
+from controller.operator import deployments, sources
+from controller.operator.deployments import DeploymentController
 from controller.operator.http import OperatorHttpServer
 from controller.operator.kube import Kube
 from controller.operator.leader import LeaderElector
@@ -69,6 +70,8 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     # Kubernetes client, which reads the same kubeconfig or in-cluster token as we do.
     kopf.on.login(registry=handlers)(kopf.login_via_client)
     sources.register(handlers, syncer, source_registry)
+    deployment_controller = DeploymentController(kube, metrics)
+    deployments.register(handlers, deployment_controller)
     add_git_push_route(server.app, source_registry, kube_secret_reader(kube))
     port = await server.start()
     logger.info("http server on %s:%d (/healthz, /readyz)", settings.http_host, port)
@@ -109,6 +112,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
         finally:
             for task in tasks:
                 task.cancel()
+            await deployment_controller.stop()
         if not stop.is_set() and not elector.is_leader:
             raise SystemExit("lost the leader lease; exiting so that a standby can lead")
     finally:

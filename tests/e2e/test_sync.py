@@ -406,6 +406,14 @@ def test_an_idle_source_writes_nothing(
                 found[f"{kind}/{item['metadata']['name']}"] = item["metadata"]["resourceVersion"]
         return found
 
+    poll(  # deployments settle too (dev, staging Verified; prod Blocked for an hour's soak)
+        lambda: [
+            d.get("status", {}).get("phase")
+            for d in kubectl.json("get", "wfd", "-n", namespace)["items"]
+        ],
+        lambda phases: len(phases) == 6 and all(phases),
+        what="deployments to settle",
+    )
     before = versions_of_everything()
     writes = operator.metric_sum("flowpin_api_writes_total")
     rounds = operator.metric_sum("flowpin_source_syncs_total")

@@ -1,0 +1,339 @@
+"""The deployment controller: converges each WorkflowDeployment to the version git pins.
+
+Built the way controller-runtime controllers are: watch events (kopf `on.event`, which
+writes nothing) keep an in-memory cache of deployments, environments and versions and put
+the keys of affected deployments on a queue; workers reconcile one key at a time by calling
+the pure `model.deployment.decide` and writing the status only when it changed. A gate that
+opens at a known time (soak, window) schedules a wake-up for that moment; a gate that opens
+when something else changes (upstream verification, approval, a new version) is re-checked
+by the event that changes it. Nothing polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import datetime
+import heapq
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import kopf
+
+from controller.api import kinds
+from controller.model.deployment import (
+    ANNOTATION_HOLD,
+    DeploymentInputs,
+    Transition,
+    decide,
+    verified_at,
+)
+from controller.model.gates import VersionInfo
+from controller.operator.kube import Kube, Obj
+from controller.operator.metrics import Metrics
+
+logger = logging.getLogger("flowpin.deployments")
+audit = logging.getLogger("flowpin.audit")
+Key = tuple[str, str]  # (namespace, name)
+
+
+class Cache:
+    """The last seen body of every object of the kinds the controller reads."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[Key, Obj] = {}
+        self.environments: dict[Key, Obj] = {}
+        self.versions: dict[Key, Obj] = {}
+
+    def deployments_where(self, namespace: str, **spec: str) -> list[Key]:
+        return [
+            key
+            for key, obj in self.deployments.items()
+            if key[0] == namespace
+            and all((obj.get("spec") or {}).get(k) == v for k, v in spec.items())
+        ]
+
+
+class DeploymentController:
+    def __init__(self, kube: Kube, metrics: Metrics | None = None, workers: int = 4) -> None:
+        self.kube = kube
+        self.metrics = metrics or Metrics()
+        self.cache = Cache()
+        self.workers = workers
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._queued: set[Key] = set()
+        self._timers: list[tuple[datetime.datetime, Key]] = []
+        self._timer_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ plumbing
+
+    def enqueue(self, keys: Iterable[Key]) -> None:
+        for key in keys:
+            if key not in self._queued:
+                self._queued.add(key)
+                self._queue.put_nowait(key)
+
+    def wake_at(self, moment: datetime.datetime, key: Key) -> None:
+        heapq.heappush(self._timers, (moment, key))
+        self._timer_changed.set()
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
+        self._tasks.append(asyncio.create_task(self._timer_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            try:
+                await self.reconcile(key)
+            except Exception:  # the API server may be restarting; retry a little later
+                logger.exception("reconciling %s/%s failed; retrying in 5s", *key)
+                self.wake_at(_now() + datetime.timedelta(seconds=5), key)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timer_changed.clear()
+            timeout = None
+            now = _now()
+            while self._timers and self._timers[0][0] <= now:
+                _, key = heapq.heappop(self._timers)
+                self.enqueue([key])
+            if self._timers:
+                timeout = (self._timers[0][0] - now).total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+
+    # ------------------------------------------------------------------ events
+
+    def on_deployment(self, event_type: str, body: Obj) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.cache.deployments.pop(key, None)
+            return
+        previous = self.cache.deployments.get(key)
+        self.cache.deployments[key] = body
+        self.enqueue([key])
+        # A change of what is verified here may open the upstream gate downstream.
+        before = (previous or {}).get("status") or {}
+        after = body.get("status") or {}
+        if before.get("activeVersion") != after.get("activeVersion") or before.get(
+            "verifiedAt"
+        ) != after.get("verifiedAt"):
+            self.enqueue(self._downstream(body))
+
+    def _downstream(self, deployment: Obj) -> list[Key]:
+        namespace = deployment["metadata"]["namespace"]
+        spec = deployment.get("spec") or {}
+        keys = []
+        for (ns, env_name), env in self.cache.environments.items():
+            promotion = (env.get("spec") or {}).get("promotion") or {}
+            if ns == namespace and promotion.get("from") == spec.get("environment"):
+                keys.append((ns, kinds.deployment_object_name(str(spec.get("workflow")), env_name)))
+        return keys
+
+    def on_environment(self, event_type: str, body: Obj) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.cache.environments.pop(key, None)
+        else:
+            self.cache.environments[key] = body
+        self.enqueue(self.cache.deployments_where(key[0], environment=key[1]))
+
+    def on_version(self, event_type: str, body: Obj) -> None:
+        key = _key(body)
+        if event_type == "DELETED":
+            self.cache.versions.pop(key, None)
+        else:
+            self.cache.versions[key] = body
+        workflow = (body.get("spec") or {}).get("workflow")
+        if workflow:
+            self.enqueue(self.cache.deployments_where(key[0], workflow=str(workflow)))
+
+    # ------------------------------------------------------------------ reconcile
+
+    def _version_info(self, namespace: str, workflow: str, version: str | None) -> VersionInfo:
+        if not version:
+            return VersionInfo(False)
+        obj = self.cache.versions.get((namespace, kinds.version_object_name(workflow, version)))
+        if obj is None:
+            return VersionInfo(False)
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "Ready" and condition.get("status") == "False":
+                return VersionInfo(True, False, str(condition.get("message", "")))
+        return VersionInfo(True)
+
+    async def reconcile(self, key: Key) -> None:
+        deployment = self.cache.deployments.get(key)
+        if deployment is None:
+            return
+        namespace = key[0]
+        meta = deployment["metadata"]
+        spec = deployment.get("spec") or {}
+        workflow, environment = str(spec["workflow"]), str(spec["environment"])
+        env = self.cache.environments.get((namespace, environment))
+        if env is None:
+            # Watches of different kinds race: the Environment's event enqueues this
+            # deployment again. Deciding without its gates would skip them.
+            return
+        env_spec = env.get("spec") or {}
+        info = self._version_info(namespace, workflow, str(spec["version"]))
+        created = _parse_time(meta.get("creationTimestamp"))
+        if not info.exists and created is not None and _now() - created < VERSION_GRACE:
+            # The version may be on its way (mirrored just before the deployment).
+            self.wake_at(created + VERSION_GRACE, key)
+            return
+        upstream_name = (env_spec.get("promotion") or {}).get("from")
+        upstream_verified = None
+        if upstream_name:
+            upstream = self.cache.deployments.get(
+                (namespace, kinds.deployment_object_name(workflow, upstream_name))
+            )
+            if upstream is not None:
+                upstream_verified = verified_at(upstream.get("status") or {}, str(spec["version"]))
+        annotations = meta.get("annotations") or {}
+        hold = annotations.get(ANNOTATION_HOLD)
+        decision = decide(
+            DeploymentInputs(
+                workflow=workflow,
+                environment=environment,
+                desired=str(spec["version"]),
+                commit=str(spec.get("commit", "")),
+                author=str(spec.get("author", "")),
+                generation=int(meta.get("generation") or 0),
+                status=deployment.get("status") or {},
+                annotations=annotations,
+                environment_spec=env_spec,
+                info=info,
+                hold_info=self._version_info(namespace, workflow, hold) if hold else None,
+                upstream_verified_at=upstream_verified,
+                now=_now(),
+            )
+        )
+        current = deployment.get("status") or {}
+        if decision.status != current:
+            await self.kube.patch_status(
+                "WorkflowDeployment",
+                namespace,
+                meta["name"],
+                _merge_patch(current, decision.status),
+            )
+            # Until the watch brings the new status, reconcile from what was just written, so
+            # a transition is never recorded twice.
+            deployment["status"] = decision.status
+            if current.get("activeVersion") != decision.status.get("activeVersion"):
+                await self._update_version_environments(namespace, workflow)
+        for transition in decision.transitions:
+            await self._record(deployment, transition)
+        if decision.wake_at is not None:
+            self.wake_at(decision.wake_at, key)
+
+    async def _update_version_environments(self, namespace: str, workflow: str) -> None:
+        """`WorkflowVersion.status.environments`: where each version of the workflow runs."""
+        where: dict[str, list[dict[str, Any]]] = {}
+        for key in self.cache.deployments_where(namespace, workflow=workflow):
+            status = self.cache.deployments[key].get("status") or {}
+            environment = str(self.cache.deployments[key]["spec"]["environment"])
+            if status.get("activeVersion"):
+                where.setdefault(str(status["activeVersion"]), []).append(
+                    {"name": environment, "state": "Active"}
+                )
+            for entry in status.get("versions") or []:
+                if entry.get("state") in ("Draining", "Canary") and entry.get("version"):
+                    where.setdefault(str(entry["version"]), []).append(
+                        {
+                            "name": environment,
+                            "state": entry["state"],
+                            "activeRuns": int(entry.get("activeRuns") or 0),
+                        }
+                    )
+        for (ns, name), version in list(self.cache.versions.items()):
+            spec = version.get("spec") or {}
+            if ns != namespace or spec.get("workflow") != workflow:
+                continue
+            wanted = sorted(where.get(str(spec.get("version")), []), key=lambda e: e["name"])
+            if ((version.get("status") or {}).get("environments") or []) != wanted:
+                await self.kube.patch_status("WorkflowVersion", ns, name, {"environments": wanted})
+                version.setdefault("status", {})["environments"] = wanted
+
+    async def _record(self, deployment: Obj, transition: Transition) -> None:
+        meta = deployment["metadata"]
+        spec = deployment.get("spec") or {}
+        self.metrics.inc("flowpin_deployment_transitions_total", result=transition.result)
+        audit.info(
+            json.dumps(
+                {
+                    "time": _now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "namespace": meta["namespace"],
+                    "deployment": meta["name"],
+                    "workflow": spec.get("workflow"),
+                    "environment": spec.get("environment"),
+                    "version": transition.version,
+                    "result": transition.result,
+                    "reason": transition.reason,
+                    "message": transition.message,
+                    "initiator": transition.initiator,
+                    "commit": spec.get("commit"),
+                },
+                sort_keys=True,
+            )
+        )
+        await self.kube.event(
+            {**deployment, "kind": kinds.WORKFLOW_DEPLOYMENT.kind},
+            transition.result,
+            f"{transition.version}: {transition.message}",
+            "Warning" if transition.warning else "Normal",
+        )
+
+
+def _merge_patch(current: Obj, desired: Obj) -> Obj:
+    """A JSON merge patch from `current` to `desired` at the top level (removed keys → null)."""
+    patch: Obj = {k: v for k, v in desired.items() if current.get(k) != v}
+    for key in current:
+        if key not in desired:
+            patch[key] = None
+    return patch
+
+
+VERSION_GRACE = datetime.timedelta(seconds=5)
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _key(body: Obj) -> Key:
+    return (body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def register(handlers: kopf.OperatorRegistry, controller: DeploymentController) -> None:
+    def watch(kind: kinds.Kind, callback: Any) -> None:
+        @kopf.on.event(  # type: ignore[arg-type]
+            kinds.GROUP, kinds.VERSION, kind.plural, id=f"cache-{kind.singular}", registry=handlers
+        )
+        async def on_event(event: dict[str, Any], **_: Any) -> None:
+            # async: kopf runs plain functions in threads, away from the queue's event loop
+            controller.start()
+            callback(event.get("type") or "ADDED", copy.deepcopy(event["object"]))
+
+    watch(kinds.WORKFLOW_DEPLOYMENT, controller.on_deployment)
+    watch(kinds.ENVIRONMENT, controller.on_environment)
+    watch(kinds.WORKFLOW_VERSION, controller.on_version)
