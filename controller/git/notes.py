@@ -50,6 +50,7 @@ def push_notes(
 ) -> None:
     """Push `refs/notes/flowpin` to origin; on a rejection, fetch theirs, merge, retry."""
     remote = repo.remotes["origin"]
+    last = ""
     for _ in range(attempts):
         try:
             remote.push(
@@ -57,10 +58,11 @@ def push_notes(
                 callbacks=CredentialCallbacks(credentials or Credentials()),
             )
             return
-        except pygit2.GitError:
+        except pygit2.GitError as error:
+            last = str(error)
             _merge_remote_notes(repo, CredentialCallbacks(credentials or Credentials()))
     raise FetchError(
-        "FetchFailed", f"pushing {NOTES_REF} to {remote.url} was rejected {attempts} times"
+        "FetchFailed", f"pushing {NOTES_REF} to {remote.url} failed {attempts} times: {last}"
     )
 
 

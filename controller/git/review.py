@@ -117,13 +117,31 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
         base_paths = set(manifest_blobs(repo, base.tree, prefix))
         base_files = _base_files(repo, base, prefix, files)
         changed = set(base_files) | (set(files) - base_paths)
-        findings += check_repository(manifests, history, changed)
+        base_migrations = _base_migrations(base_files)
+        unchanged_migrations = {
+            m.name
+            for m in manifests
+            if m.kind == "Workflow"
+            and m.name in base_migrations
+            and base_migrations[m.name] == m.spec.get("migrations", [])
+        }
+        findings += check_repository(manifests, history, changed, unchanged_migrations)
         findings += check_against(manifests, base_files)
         result = Review(root, manifests, sorted(findings), base_files, base_paths, history)
     chosen = {t.relative_to(root).as_posix() for t in targets if t.is_file()}
     if chosen:
         result.findings = [f for f in result.findings if f.file in chosen]
     return result
+
+
+def _base_migrations(base_files: Mapping[str, BaseFile]) -> dict[str, Any]:
+    """Workflow name → its `migrations` at the base ref, for the changed files."""
+    found: dict[str, Any] = {}
+    for base_file in base_files.values():
+        manifest, _ = parse_manifest(base_file.content, base_file.path)
+        if manifest is not None and manifest.kind == "Workflow":
+            found[manifest.name] = manifest.spec.get("migrations", [])
+    return found
 
 
 def _base_files(

@@ -578,13 +578,18 @@ def check_environment(manifest: Manifest) -> list[Finding]:
 
 
 def check_repository(
-    manifests: Sequence[Manifest], history: History, changed: set[str] | None = None
+    manifests: Sequence[Manifest],
+    history: History,
+    changed: set[str] | None = None,
+    unchanged_migrations: set[str] | None = None,
 ) -> list[Finding]:
     """Rules across files: unique names, pins, the promotion graph, migration maps.
 
     With `changed` (paths), the rules that read git history run only for those files: the
     others were checked when they were merged, and reading history for them would make a
-    pull request's check cost follow the length of history instead of the change."""
+    pull request's check cost follow the length of history instead of the change. For the
+    same reason, workflows named in `unchanged_migrations` (their `migrations` equal the
+    base's) skip the migration checks against history."""
     findings: list[Finding] = []
     workflows = _unique_names([m for m in manifests if m.kind == "Workflow"], "workflow", findings)
     environments = _unique_names(
@@ -608,7 +613,7 @@ def check_repository(
             )
     findings += _check_promotion_cycles(environments)
     for workflow in workflows.values():
-        if in_scope(workflow):
+        if in_scope(workflow) and workflow.name not in (unchanged_migrations or set()):
             findings += _check_migration_sources(workflow, history)
     return findings
 

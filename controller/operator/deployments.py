@@ -18,7 +18,7 @@ import datetime
 import heapq
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 import kopf
@@ -38,6 +38,7 @@ from controller.operator.metrics import Metrics
 logger = logging.getLogger("flowpin.deployments")
 audit = logging.getLogger("flowpin.audit")
 Key = tuple[str, str]  # (namespace, name)
+NoteWriter = Callable[[str, str, str, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class Cache:
@@ -58,8 +59,15 @@ class Cache:
 
 
 class DeploymentController:
-    def __init__(self, kube: Kube, metrics: Metrics | None = None, workers: int = 4) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        metrics: Metrics | None = None,
+        workers: int = 4,
+        notes: NoteWriter | None = None,
+    ) -> None:
         self.kube = kube
+        self.notes = notes
         self.metrics = metrics or Metrics()
         self.cache = Cache()
         self.workers = workers
@@ -68,6 +76,7 @@ class DeploymentController:
         self._timers: list[tuple[datetime.datetime, Key]] = []
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._notes_in_flight: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -296,6 +305,39 @@ class DeploymentController:
             f"{transition.version}: {transition.message}",
             "Warning" if transition.warning else "Normal",
         )
+        if transition.result != "Blocked":
+            self._note(deployment, transition)
+
+    def _note(self, deployment: Obj, transition: Transition) -> None:
+        """A git note on the version's commit (when the source asks for them), in the
+        background: a slow or failing push never delays a promotion."""
+        meta = deployment["metadata"]
+        spec = deployment.get("spec") or {}
+        version = self.cache.versions.get(
+            (
+                meta["namespace"],
+                kinds.version_object_name(str(spec["workflow"]), transition.version),
+            )
+        )
+        commit = ((version or {}).get("spec") or {}).get("git", {}).get("commit")
+        if self.notes is None or not commit or not spec.get("source"):
+            return
+        now = _now()
+        record = {
+            "id": f"{meta['name']}/{transition.result}/{transition.version}/{now.isoformat()}",
+            "environment": spec.get("environment"),
+            "workflow": spec.get("workflow"),
+            "version": transition.version,
+            "result": transition.result,
+            "reason": transition.reason,
+            "initiator": transition.initiator,
+            "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        task = asyncio.create_task(
+            self.notes(meta["namespace"], str(spec["source"]), str(commit), record)
+        )
+        self._notes_in_flight.add(task)
+        task.add_done_callback(self._notes_in_flight.discard)
 
 
 def _merge_patch(current: Obj, desired: Obj) -> Obj:

@@ -70,7 +70,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     # Kubernetes client, which reads the same kubeconfig or in-cluster token as we do.
     kopf.on.login(registry=handlers)(kopf.login_via_client)
     sources.register(handlers, syncer, source_registry)
-    deployment_controller = DeploymentController(kube, metrics)
+    deployment_controller = DeploymentController(kube, metrics, notes=syncer.record_note)
     deployments.register(handlers, deployment_controller)
     add_git_push_route(server.app, source_registry, kube_secret_reader(kube))
     port = await server.start()

@@ -87,6 +87,16 @@ async def read_credentials(kube: Kube, namespace: str, secret_ref: Obj | None) -
     )
 
 
+def _write_note(cache: Path, commit: str, record: dict[str, Any], credentials: Credentials) -> None:
+    import pygit2
+
+    from controller.git.notes import append_record, push_notes
+
+    repo = pygit2.Repository(str(cache))
+    if append_record(repo, commit, record):
+        push_notes(repo, credentials)
+
+
 def _load_index(path: Path) -> VersionIndex | None:
     try:
         return index_from_json(path.read_text())
@@ -226,6 +236,24 @@ class SourceSyncer:
         report.reason = "Synced"
         report.details = {"commits": result.commits, "planned": len(plan.writes)}
         return report
+
+    async def record_note(
+        self, namespace: str, name: str, commit: str, record: dict[str, Any]
+    ) -> None:
+        """Append an audit record as a git note on `commit` and push it, when the source has
+        `audit.gitNotes`. Failures are logged, never raised: audit notes must not block a
+        promotion."""
+        source = await self.kube.get("WorkflowSource", namespace, name)
+        if source is None or not ((source.get("spec") or {}).get("audit") or {}).get("gitNotes"):
+            return
+        spec = source["spec"]
+        cache = cache_path(self.cache_root, namespace, name, str(spec["url"]))
+        try:
+            credentials = await read_credentials(self.kube, namespace, spec.get("secretRef"))
+            async with self.lock(namespace, name):
+                await asyncio.to_thread(_write_note, cache, commit, record, credentials)
+        except Exception as error:
+            logger.warning("git note on %s for %s/%s: %s", commit[:12], namespace, name, error)
 
     async def _actual(self, namespace: str) -> Actual:
         versions, environments, deployments, sources, runs = await asyncio.gather(

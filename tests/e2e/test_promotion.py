@@ -280,3 +280,37 @@ def test_promote_writes_a_branch_keeping_the_file_format(
     assert (
         text == (Path(repo.workdir) / "environments/prod.yaml").read_text()
     )  # same pin: same file
+
+
+def test_promotions_are_recorded_as_git_notes_when_the_source_asks(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    from controller.git.notes import read_records
+
+    # A bare remote, as git hosts have (libgit2 cannot push into a non-bare repository).
+    remote = str(Path(repo.workdir).parent / "remote.git")
+    bare = pygit2.clone_repository(repo.workdir, remote, bare=True)
+    kubectl.apply(
+        json.dumps(
+            {
+                "apiVersion": "flowpin.dev/v1alpha1",
+                "kind": "WorkflowSource",
+                "metadata": {"name": "examples"},
+                "spec": {"url": bare.path, "interval": "1h", "audit": {"gitNotes": True}},
+            }
+        ),
+        namespace,
+    )
+    wait_phase(kubectl, namespace, "lead-nurture.dev", "Verified")
+    commit = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)["spec"]["git"][
+        "commit"
+    ]
+    records = poll(
+        lambda: read_records(pygit2.Repository(bare.path), commit),
+        lambda found: any(
+            r["environment"] == "dev" and r["workflow"] == "lead-nurture" for r in found
+        ),
+        what="a git note for the dev activation",
+    )
+    dev = next(r for r in records if r["environment"] == "dev" and r["workflow"] == "lead-nurture")
+    assert (dev["result"], dev["version"]) == ("Activated", "1.4.0")
