@@ -73,6 +73,8 @@ class DeploymentController:
         self.workers = workers
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
+        self._processing: set[Key] = set()
+        self._dirty: set[Key] = set()
         self._timers: list[tuple[datetime.datetime, Key]] = []
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,11 +108,22 @@ class DeploymentController:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
+            if key in self._processing:
+                # One worker per key at a time: another one reconciles it now. It runs
+                # again when that one is done, with what changed meanwhile.
+                self._dirty.add(key)
+                continue
+            self._processing.add(key)
             try:
                 await self.reconcile(key)
             except Exception:  # the API server may be restarting; retry a little later
                 logger.exception("reconciling %s/%s failed; retrying in 5s", *key)
                 self.wake_at(_now() + datetime.timedelta(seconds=5), key)
+            finally:
+                self._processing.discard(key)
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.enqueue([key])
 
     async def _timer_loop(self) -> None:
         while True:

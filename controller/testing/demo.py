@@ -1,18 +1,26 @@
 """`make demo`: flowpin on the local control plane, told step by step.
 
 It starts the control plane, installs the CRDs and the manifests/ RBAC, turns examples/ into
-a real git repository, runs the operator with a token of its ServiceAccount, applies the
-example WorkflowSource and prints what kubectl shows. Then it waits for Ctrl-C and stops
-everything it started. `--no-wait` ends after the last step (tests use it).
+a real git repository, runs the operator with a token of its ServiceAccount and applies the
+example WorkflowSource. Then the story of a change: dev tracks `latest`; a commit brings a
+new version to dev; a pull request pins it in staging and prod; prod waits on its soak, then
+on approval; approval; an emergency rollback and its release. kubectl views at each step.
+Then it waits for Ctrl-C and stops everything it started. `--no-wait` ends after the last
+step (tests use it).
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import pygit2
 
 from controller.testing.cluster import (
     Kubectl,
@@ -22,7 +30,7 @@ from controller.testing.cluster import (
     poll,
 )
 from controller.testing.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
-from controller.testing.gitrepo import repo_from_directory
+from controller.testing.gitrepo import commit_all, repo_from_directory
 
 EXAMPLES = REPO_ROOT / "examples"
 DEMO_NAMESPACE = "flowpin-demo"
@@ -44,6 +52,99 @@ def ready_reason(kubectl: Kubectl, source: str) -> str | None:
         if condition["type"] == "Ready" and condition["status"] != "Unknown":
             return str(condition["reason"])
     return None
+
+
+def show_deployments(kubectl: Kubectl) -> None:
+    show(kubectl, "get", "wfd", "-n", DEMO_NAMESPACE)
+
+
+def wait_for(kubectl: Kubectl, name: str, accept: Callable[[dict[str, Any]], bool]) -> None:
+    poll(
+        lambda: kubectl.json("get", "wfd", name, "-n", DEMO_NAMESPACE).get("status") or {},
+        accept,
+        timeout=90,
+        what=f"{name} in the demo",
+    )
+
+
+def flowpin(plane: ControlPlane, *args: str) -> None:
+    print(f"$ flowpin {' '.join(args)}", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args, "-n", DEMO_NAMESPACE],
+        env=plane.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    print((result.stdout + result.stderr).rstrip(), flush=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"flowpin {' '.join(args)} exited {result.returncode}")
+
+
+def edit(repo: pygit2.Repository, path: str, old: str, new: str) -> None:
+    file = Path(repo.workdir) / path
+    text = file.read_text()
+    assert old in text, f"{path} does not contain {old!r}"
+    file.write_text(text.replace(old, new))
+
+
+def promotion_story(kubectl: Kubectl, repo: pygit2.Repository, plane: ControlPlane) -> None:
+    say(
+        "prod soaks 1h after staging, inside weekday windows, with approval. For the demo, "
+        "a commit shortens its soak to 10s and drops the windows"
+    )
+    edit(repo, "environments/prod.yaml", "soak: 1h", "soak: 10s")
+    edit(
+        repo,
+        "environments/prod.yaml",
+        '    windows: [{kind: allow, schedule: "0 9 * * 1-5", duration: 8h, timezone: UTC}]\n',
+        "",
+    )
+    commit_all(repo, "Demo: soak prod for 10s, no windows")
+    flowpin(plane, "sync", "examples")
+
+    say("A commit brings lead-nurture 1.5.0: dev tracks latest and runs it at once")
+    edit(repo, "workflows/lead-nurture.yaml", "version: 1.4.0", "version: 1.5.0")
+    edit(repo, "workflows/lead-nurture.yaml", "duration: 48h", "duration: 72h")
+    commit_all(repo, "lead-nurture 1.5.0: wait three days")
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("activeVersion") == "1.5.0")
+    show_deployments(kubectl)
+
+    say("A pull request pins 1.5.0 in staging and in prod: staging verifies, prod soaks")
+    edit(repo, "environments/staging.yaml", "lead-nurture: 1.4.0", "lead-nurture: 1.5.0")
+    edit(repo, "environments/prod.yaml", "lead-nurture: 1.4.0", "lead-nurture: 1.5.0")
+    commit_all(repo, "Promote lead-nurture 1.5.0 to staging and prod")
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.staging", lambda s: s.get("activeVersion") == "1.5.0")
+    wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("reason") == "SoakPending")
+    show_deployments(kubectl)
+
+    say("Ten seconds later the soak is over; prod waits for a person")
+    wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("reason") == "AwaitingApproval")
+    flowpin(plane, "status", "lead-nurture")
+
+    say("Approval")
+    flowpin(plane, "approve", "lead-nurture", "--env", "prod")
+    show_deployments(kubectl)
+
+    say("Emergency: roll prod back to 1.4.0 (git still pins 1.5.0)")
+    flowpin(plane, "rollback", "lead-nurture", "--env", "prod", "--to", "1.4.0")
+    show(kubectl, "get", "wfd", "lead-nurture.prod", "-n", DEMO_NAMESPACE)
+    show(
+        kubectl,
+        "get",
+        "wfd",
+        "lead-nurture.prod",
+        "-n",
+        DEMO_NAMESPACE,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type=='Drifted')].message}{'\\n'}",
+    )
+
+    say("Fixed: release the rollback, prod follows git again")
+    flowpin(plane, "release", "lead-nurture", "--env", "prod")
+    flowpin(plane, "history", "lead-nurture", "--env", "prod")
 
 
 def run_demo(workdir: Path, wait: bool) -> None:
@@ -80,9 +181,11 @@ def run_demo(workdir: Path, wait: bool) -> None:
                 lambda reason: reason is not None,
                 what="the operator to sync the source",
             )
-            show(kubectl, "get", "flowpin", "-A")
             show(kubectl, "get", "wfsrc", "-n", DEMO_NAMESPACE, "-o", "wide")
-
+            show(kubectl, "get", "wfv,wfenv", "-n", DEMO_NAMESPACE)
+            wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("phase") == "Blocked")
+            show_deployments(kubectl)
+            promotion_story(kubectl, repo, plane)
             if wait:
                 say("Running. Try kubectl yourself with the KUBECONFIG above; Ctrl-C stops all")
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -17,5 +17,9 @@ def test_demo_runs_to_the_end() -> None:
         timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "workflowsource.flowpin.dev/examples" in result.stdout
-    assert "Stopped the operator and the control plane" in result.stdout
+    out = result.stdout
+    assert "examples" in out and "Synced commit" in out
+    assert "AwaitingApproval" in out and "approved lead-nurture 1.5.0 in prod" in out
+    assert "git pins 1.5.0, running 1.4.0" in out  # the rollback, as kubectl shows it
+    assert "RolledBack" in out and "Activated" in out  # flowpin history after the release
+    assert "Stopped the operator and the control plane" in out
