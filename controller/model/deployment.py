@@ -239,20 +239,7 @@ def decide(inputs: DeploymentInputs) -> Decision:
 
     # 3. Converged.
     if active == desired and status.get("phase") == "Verified":
-        message = f"{desired} is active"
-        status.update(reason="Verified", message=message)
-        _clean(status, "soakEndsAt", "nextWindowAt", "progressingSince", "gates")
-        status["conditions"] = _conditions(
-            conditions,
-            g,
-            now,
-            ("True", "Verified", message),
-            False,
-            (False, "", ""),
-            (False, "", ""),
-            (False, ""),
-        )
-        status["observedGeneration"] = g
+        _verified(status, conditions, g, now, f"{desired} is active")
         return Decision(status, transitions)
 
     # 4. Gates, then activation.
@@ -309,17 +296,24 @@ def decide(inputs: DeploymentInputs) -> Decision:
     status["history"] = _history(status, entry(desired, "Activated", "GatesOpen", initiator))
     if active and active != desired:
         status["previousVersion"] = active
-    status.update(
-        activeVersion=desired,
-        phase="Verified",
-        reason="Verified",
-        message=message,
-        verifiedAt=now,
-    )
+    status.update(activeVersion=desired, phase="Verified", verifiedAt=now)
+    _verified(status, conditions, g, now, message)
+    return Decision(status, transitions)
+
+
+def _verified(
+    status: dict[str, Any],
+    conditions: list[dict[str, Any]],
+    generation: int,
+    now: str,
+    message: str,
+) -> None:
+    """The desired version is active and Verified: Ready, nothing pending."""
+    status.update(reason="Verified", message=message)
     _clean(status, "soakEndsAt", "nextWindowAt", "progressingSince", "gates")
     status["conditions"] = _conditions(
         conditions,
-        g,
+        generation,
         now,
         ("True", "Verified", message),
         False,
@@ -327,8 +321,7 @@ def decide(inputs: DeploymentInputs) -> Decision:
         (False, "", ""),
         (False, ""),
     )
-    status["observedGeneration"] = g
-    return Decision(status, transitions)
+    status["observedGeneration"] = generation
 
 
 def verified_at(status: Mapping[str, Any], version: str) -> datetime.datetime | None:
