@@ -245,6 +245,15 @@ def test_rollback_holds_an_older_version_until_release(
     assert back["activeVersion"] == "1.5.0"
     assert [h["result"] for h in back["history"][:2]] == ["Activated", "RolledBack"]
 
+    via_git = flowpin(
+        "rollback", "lead-nurture", "--env", "dev", "--git", "--repo", repo.workdir, "-n", namespace
+    )  # fmt: skip
+    assert via_git.returncode == 0, via_git.stderr
+    branch = repo.branches.local["rollback/lead-nurture-1.4.0-dev"]
+    text = (repo[branch.target].tree / "environments" / "dev.yaml").data.decode()
+    assert "pins: {lead-nurture: 1.4.0, onboarding: latest}" in text
+    assert repo.head.shorthand == "main"  # the checkout is untouched
+
 
 def test_a_pin_to_a_missing_version_is_blocked_and_says_why(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
