@@ -79,6 +79,7 @@ class DeploymentController:
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._notes_in_flight: set[asyncio.Task[None]] = set()
+        self._environment_updates: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -256,11 +257,28 @@ class DeploymentController:
             # a transition is never recorded twice.
             deployment["status"] = decision.status
             if current.get("activeVersion") != decision.status.get("activeVersion"):
-                await self._update_version_environments(namespace, workflow)
+                self._schedule_environments_update(namespace, workflow)
         for transition in decision.transitions:
             await self._record(deployment, transition)
         if decision.wake_at is not None:
             self.wake_at(decision.wake_at, key)
+
+    def _schedule_environments_update(self, namespace: str, workflow: str) -> None:
+        """Coalesce: one commit moves a workflow in several environments within a moment;
+        its versions' `status.environments` are written once for all of them."""
+        key = (namespace, workflow)
+        if key in self._environment_updates:
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(ENVIRONMENTS_DEBOUNCE)
+            self._environment_updates.pop(key, None)
+            try:
+                await self._update_version_environments(namespace, workflow)
+            except Exception:  # the next activation writes it again
+                logger.exception("updating environments of %s/%s", namespace, workflow)
+
+        self._environment_updates[key] = asyncio.create_task(later())
 
     async def _update_version_environments(self, namespace: str, workflow: str) -> None:
         """`WorkflowVersion.status.environments`: where each version of the workflow runs."""
@@ -363,6 +381,7 @@ def _merge_patch(current: Obj, desired: Obj) -> Obj:
 
 
 VERSION_GRACE = datetime.timedelta(seconds=5)
+ENVIRONMENTS_DEBOUNCE = 1.0  # seconds
 
 
 def _parse_time(text: str | None) -> datetime.datetime | None:

@@ -137,12 +137,22 @@ def test_a_version_walks_dev_staging_prod_through_every_gate(
         "history", "lead-nurture", "--env", "prod", "-n", namespace, "--format", "json"
     )
     assert json.loads(history.stdout)[0]["result"] == "Activated"
-    version = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)
-    assert version["status"]["environments"] == [
-        {"name": "dev", "state": "Active"},
-        {"name": "prod", "state": "Active"},
-        {"name": "staging", "state": "Active"},
-    ]
+    poll(
+        lambda: (
+            kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)
+            .get("status", {})
+            .get("environments")
+        ),
+        lambda found: (
+            found
+            == [
+                {"name": "dev", "state": "Active"},
+                {"name": "prod", "state": "Active"},
+                {"name": "staging", "state": "Active"},
+            ]
+        ),
+        what="the version's environments",
+    )
     events = kubectl.json(
         "get",
         "events",
