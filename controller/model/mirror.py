@@ -185,10 +185,18 @@ def deployment_object(
 @dataclass
 class Desired:
     versions: dict[str, Obj] = field(default_factory=dict)
-    version_statuses: dict[str, Obj] = field(default_factory=dict)
+    # name → (record, previous version's record): the status (a diff against the previous
+    # version) is computed only for the versions a write needs it for.
+    version_records: dict[str, tuple[VersionRecord, VersionRecord | None]] = field(
+        default_factory=dict
+    )
     environments: dict[str, Obj] = field(default_factory=dict)
     deployments: dict[str, Obj] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+
+    def version_status(self, name: str) -> Obj:
+        record, previous = self.version_records[name]
+        return version_status(record, previous)
 
     def workflows(self) -> set[str]:
         return {obj["spec"]["workflow"] for obj in self.versions.values()}
@@ -202,7 +210,7 @@ def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
             obj = version_object(record, source)
             name = obj["metadata"]["name"]
             desired.versions[name] = obj
-            desired.version_statuses[name] = version_status(record, previous)
+            desired.version_records[name] = (record, previous)
             previous = record
     for env_name, environment in sorted(index.environments.items()):
         desired.environments[env_name] = environment_object(environment, source)
@@ -286,11 +294,10 @@ def _needs_update(desired: Obj, current: Obj) -> bool:
     return any(labels.get(k) != v for k, v in desired["metadata"]["labels"].items())
 
 
-def _status_missing(desired_status: Obj, current: Obj) -> bool:
+def _status_missing(current: Obj) -> bool:
+    """A version whose status was never written (a crash between create and status)."""
     status = current.get("status") or {}
-    return status.get("changeClass") != desired_status.get("changeClass") or not status.get(
-        "conditions"
-    )
+    return not status.get("changeClass") or not status.get("conditions")
 
 
 def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
@@ -307,7 +314,7 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
                 plan.writes.append(Write("create", kind, name, obj))
                 if kind == "WorkflowVersion":
                     plan.writes.append(
-                        Write("patch-status", kind, name, desired.version_statuses[name])
+                        Write("patch-status", kind, name, desired.version_status(name))
                     )
                 continue
             owner = _source_of(current)
@@ -322,9 +329,9 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
                 # when a crash came between create and status.
                 if owner != me.name:
                     plan.writes.append(Write("adopt", kind, name, obj))
-                if _status_missing(desired.version_statuses[name], current):
+                if _status_missing(current):
                     plan.writes.append(
-                        Write("patch-status", kind, name, desired.version_statuses[name])
+                        Write("patch-status", kind, name, desired.version_status(name))
                     )
             elif _needs_update(obj, current):
                 plan.writes.append(Write("replace-spec", kind, name, obj))

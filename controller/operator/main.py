@@ -37,7 +37,10 @@ def kopf_settings_for(settings: OperatorSettings) -> kopf.OperatorSettings:
     kopf_settings.networking.request_timeout = settings.connect_timeout * 2
     kopf_settings.posting.enabled = True
     kopf_settings.posting.level = logging.WARNING  # our own events say what happened
-    kopf_settings.batching.worker_limit = settings.max_workers
+    # Per-object workers are cheap tasks: no limit, and let idle ones go quickly (kopf's 5 s
+    # default with a limit throttled the caches to a few objects per second).
+    kopf_settings.queueing.worker_limit = settings.max_workers
+    kopf_settings.queueing.idle_timeout = 0.5
     kopf_settings.persistence.finalizer = "flowpin.dev/finalizer"
     # kopf hides annotations under its storage prefix from change detection, so its
     # bookkeeping must not share `flowpin.dev/` with annotations users set (requestedAt).

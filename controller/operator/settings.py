@@ -39,8 +39,8 @@ class OperatorSettings:
     """Client-side watch timeout, a little longer than the server's."""
     connect_timeout: int = 30
     """Seconds to connect to the API server."""
-    max_workers: int = 20
-    """Concurrent handler invocations (kopf batch workers)."""
+    max_workers: int | None = None
+    """Concurrent per-object kopf workers; None (default) means no limit."""
     cache_dir: Path | None = None
     """Where git repositories are cached; default $FLOWPIN_CACHE/sources or
     ~/.cache/flowpin/sources. A cache only: rebuilt from the remotes after a restart."""

@@ -39,6 +39,7 @@ from controller.operator.metrics import Metrics
 logger = logging.getLogger("flowpin.sync")
 
 DEFAULT_INTERVAL = "1m"
+SNAPSHOT_EVERY = 300.0  # seconds between index snapshots while commits keep coming
 DEFAULT_TIMEOUT = "60s"
 TERMINAL_RUN_PHASES = {"Succeeded", "Failed", "Cancelled"}
 
@@ -55,6 +56,8 @@ class SourceMemory:
     synced_generation: int | None = None
     clean: bool = False  # the last sync applied every write it planned
     quiet_syncs: int = 0  # syncs since the last full reconcile that found nothing new
+    index: VersionIndex | None = None  # kept between syncs; the snapshot file is for restarts
+    saved_at: float = 0.0  # monotonic time of the last snapshot
 
 
 @dataclass
@@ -196,10 +199,15 @@ class SourceSyncer:
             report.reason = "UpToDate"
             return report
 
-        index = _load_index(index_file)
+        index = memory.index or _load_index(index_file)
         result = await asyncio.to_thread(walk, repo, tip, str(spec.get("path", "")), index)
-        if result.commits or index is None:
+        memory.index = result.index
+        clock = asyncio.get_running_loop().time()
+        if index is None or (result.commits and clock - memory.saved_at > SNAPSHOT_EVERY):
+            # A snapshot lets a restarted operator walk only the commits since it was taken;
+            # writing one per commit would make every sync cost the size of the history.
             await asyncio.to_thread(_save_index, index_file, result.index)
+            memory.saved_at = clock
 
         me = SourceMeta(namespace, name, meta["uid"], meta.get("creationTimestamp", ""))
         desired = desired_objects(result.index, me)

@@ -48,9 +48,7 @@ def index(*versions: str, pins: dict[str, str] | None = None) -> VersionIndex:
 
 def actual_from(writes: list[Any], desired: Any) -> Actual:
     """The cluster after applying a first sync's writes."""
-    versions = {
-        n: {**o, "status": desired.version_statuses[n]} for n, o in desired.versions.items()
-    }
+    versions = {n: {**o, "status": desired.version_status(n)} for n, o in desired.versions.items()}
     return Actual(
         versions, dict(desired.environments), dict(desired.deployments), {"src": ME.created}
     )
