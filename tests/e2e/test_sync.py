@@ -414,6 +414,14 @@ def test_an_idle_source_writes_nothing(
         lambda phases: len(phases) == 6 and all(phases),
         what="deployments to settle",
     )
+    poll(  # and the versions know where they run (written a second after, coalesced)
+        lambda: [
+            v.get("status", {}).get("environments")
+            for v in kubectl.json("get", "wfv", "-n", namespace)["items"]
+        ],
+        lambda found: len(found) == 2 and all(found),
+        what="versions to list their environments",
+    )
     before = versions_of_everything()
     writes = operator.metric_sum("flowpin_api_writes_total")
     rounds = operator.metric_sum("flowpin_source_syncs_total")
