@@ -407,19 +407,19 @@ def test_an_idle_source_writes_nothing(
         return found
 
     poll(  # deployments settle too (dev, staging Verified; prod Blocked for an hour's soak)
-        lambda: [
-            d.get("status", {}).get("phase")
+        lambda: sorted(
+            (d.get("status", {}).get("phase"), d.get("status", {}).get("reason"))
             for d in kubectl.json("get", "wfd", "-n", namespace)["items"]
-        ],
-        lambda phases: len(phases) == 6 and all(phases),
+        ),
+        lambda found: found == [("Blocked", "SoakPending")] * 2 + [("Verified", "Verified")] * 4,
         what="deployments to settle",
     )
     poll(  # and the versions know where they run (written a second after, coalesced)
         lambda: [
-            v.get("status", {}).get("environments")
+            [e["name"] for e in v.get("status", {}).get("environments") or []]
             for v in kubectl.json("get", "wfv", "-n", namespace)["items"]
         ],
-        lambda found: len(found) == 2 and all(found),
+        lambda found: found == [["dev", "staging"]] * 2,
         what="versions to list their environments",
     )
     before = versions_of_everything()
