@@ -6,6 +6,12 @@ returns only the writes that change something, so an idle source makes no API wr
 commit touching one workflow writes only its objects. Versions are never deleted here
 except by retention with `prune`; a deleted environment or pin deletes its deployments only
 when they have no active runs.
+
+A deployment's spec names the commit that set its pin (not the environment file's last
+commit), so an edit of one pin rewrites one deployment. `Mirrored` is what a source knows is
+in the namespace between two full listings (the last listing plus its own writes since), for
+planning an incremental sync without listing; `restore_writes` is the part of retention
+that needs no listing.
 """
 
 from __future__ import annotations
@@ -21,7 +27,12 @@ from controller.model.diff import diff_specs
 from controller.model.durations import parse_duration
 from controller.model.findings import Finding
 from controller.model.semver import parse_version
-from controller.model.versions import EnvironmentRecord, VersionIndex, VersionRecord
+from controller.model.versions import (
+    CommitMeta,
+    EnvironmentRecord,
+    VersionIndex,
+    VersionRecord,
+)
 
 LATEST = "latest"
 Obj = dict[str, Any]
@@ -148,20 +159,44 @@ def environment_object(record: EnvironmentRecord, source: SourceMeta) -> Obj:
     }
 
 
+def _latest(ordered: Sequence[VersionRecord]) -> str:
+    """The highest valid version of versions in ascending order (the highest at all if none
+    is valid)."""
+    for record in reversed(ordered):
+        if record.valid:
+            return record.version
+    return ordered[-1].version if ordered else LATEST
+
+
 def resolve_pin(pin: str, versions: Mapping[str, VersionRecord]) -> str:
     """`latest` is the highest valid version in history (the highest at all if none is
     valid); an exact pin is itself, known or not (the deployment reports a missing one)."""
     if pin != LATEST:
         return pin
-    ordered = sorted(versions.values(), key=lambda r: parse_version(r.version))
-    valid = [r for r in ordered if r.valid]
-    chosen = (valid or ordered)[-1:] if ordered else []
-    return chosen[0].version if chosen else LATEST
+    return _latest(sorted(versions.values(), key=lambda r: parse_version(r.version)))
+
+
+def pin_commit(
+    environment: EnvironmentRecord, workflow: str, pin: str, record: VersionRecord | None
+) -> CommitMeta:
+    """The commit a deployment's spec names: the one that last changed its pin; for `latest`,
+    the newer of that and the commit where the resolved version appeared (what moved it).
+    Never the environment file's last commit, so editing one pin rewrites one deployment."""
+    commit = environment.pin_commit(workflow)
+    if pin == LATEST and record is not None and record.commit.time > commit.time:
+        return record.commit
+    return commit
 
 
 def deployment_object(
-    workflow: str, environment: EnvironmentRecord, pin: str, version: str, source: SourceMeta
+    workflow: str,
+    environment: EnvironmentRecord,
+    pin: str,
+    version: str,
+    source: SourceMeta,
+    commit: CommitMeta | None = None,
 ) -> Obj:
+    commit = commit or environment.pin_commit(workflow)
     return {
         "apiVersion": kinds.API_VERSION,
         "kind": kinds.WORKFLOW_DEPLOYMENT.kind,
@@ -176,8 +211,8 @@ def deployment_object(
             "version": version,
             "pin": pin,
             "source": source.name,
-            "commit": environment.commit.id,
-            "author": environment.commit.author,
+            "commit": commit.id,
+            "author": commit.author,
         },
     }
 
@@ -204,9 +239,12 @@ class Desired:
 
 def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
     desired = Desired()
-    for _workflow, versions in sorted(index.versions.items()):
+    latest: dict[str, str] = {}
+    for workflow, versions in sorted(index.versions.items()):
         previous: VersionRecord | None = None
-        for record in sorted(versions.values(), key=lambda r: parse_version(r.version)):
+        ordered = sorted(versions.values(), key=lambda r: parse_version(r.version))
+        latest[workflow] = _latest(ordered)
+        for record in ordered:
             obj = version_object(record, source)
             name = obj["metadata"]["name"]
             desired.versions[name] = obj
@@ -216,7 +254,7 @@ def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
         desired.environments[env_name] = environment_object(environment, source)
         for workflow, pin in sorted(environment.spec.get("pins", {}).items()):
             versions = index.versions.get(workflow, {})
-            version = resolve_pin(str(pin), versions)
+            version = latest.get(workflow, LATEST) if str(pin) == LATEST else str(pin)
             if version not in versions:
                 desired.findings.append(
                     Finding(
@@ -229,7 +267,8 @@ def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
                         f"spec.pins.{workflow}",
                     )
                 )
-            obj = deployment_object(workflow, environment, str(pin), version, source)
+            commit = pin_commit(environment, workflow, str(pin), versions.get(version))
+            obj = deployment_object(workflow, environment, str(pin), version, source, commit)
             desired.deployments[obj["metadata"]["name"]] = obj
     return desired
 
@@ -345,6 +384,126 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
             else:
                 plan.writes.append(Write("delete", "WorkflowDeployment", name))
     return plan
+
+
+# --------------------------------------------------------------------------- memory
+
+_VERSION_STATUS_KEYS = ("phase", "changeClass", "previousVersion", "conditions")
+
+
+def _reduced(kind: Kind, obj: Obj) -> Obj:
+    """What `plan_writes` and retention compare of an object: its labels; the spec of an
+    Environment or a WorkflowDeployment (a version's spec is immutable); the status fields
+    of a version that a source writes."""
+    labels = dict((obj.get("metadata") or {}).get("labels") or {})
+    reduced: Obj = {"metadata": {"labels": labels}}
+    if kind == "WorkflowVersion":
+        status = obj.get("status") or {}
+        reduced["status"] = {k: status[k] for k in _VERSION_STATUS_KEYS if k in status}
+    else:
+        reduced["spec"] = obj.get("spec")
+    return reduced
+
+
+@dataclass
+class Mirrored:
+    """What the namespace holds of the kinds a source writes, as far as that source knows:
+    taken from a full listing, then kept current with every write the source makes, so that
+    a sync after a new commit can plan its writes without listing every object again. It
+    does not see what others change meanwhile (a user deleting or editing a mirrored object,
+    another source creating one): the next full listing does."""
+
+    versions: dict[str, Obj] = field(default_factory=dict)
+    environments: dict[str, Obj] = field(default_factory=dict)
+    deployments: dict[str, Obj] = field(default_factory=dict)
+    source_created: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_actual(cls, actual: Actual) -> Mirrored:
+        return cls(
+            versions={n: _reduced("WorkflowVersion", o) for n, o in actual.versions.items()},
+            environments={n: _reduced("Environment", o) for n, o in actual.environments.items()},
+            deployments={
+                n: _reduced("WorkflowDeployment", o) for n, o in actual.deployments.items()
+            },
+            source_created=dict(actual.source_created),
+        )
+
+    def actual(self, active_runs: Mapping[str, int] | None = None) -> Actual:
+        return Actual(
+            self.versions,
+            self.environments,
+            self.deployments,
+            self.source_created,
+            active_runs or {},
+        )
+
+    def _objects(self, kind: Kind) -> dict[str, Obj]:
+        if kind == "WorkflowVersion":
+            return self.versions
+        return self.environments if kind == "Environment" else self.deployments
+
+    def record(self, write: Write) -> None:
+        """Remember a write the API server accepted."""
+        objects = self._objects(write.kind)
+        if write.action == "delete":
+            objects.pop(write.name, None)
+            return
+        assert write.body is not None
+        current = objects.get(write.name)
+        if write.action in ("create", "replace-spec") or current is None:
+            if write.action == "patch-status":
+                return  # not known here (retention of a version listed by no one)
+            objects[write.name] = _reduced(write.kind, write.body)
+        elif write.action == "adopt":  # a merge patch of labels
+            labels = current["metadata"]["labels"]
+            labels.update(write.body["metadata"]["labels"])
+        else:  # patch-status, a merge patch
+            status = current.setdefault("status", {})
+            status.update({k: v for k, v in write.body.items() if k in _VERSION_STATUS_KEYS})
+
+    def phase_of(self, name: str) -> str:
+        return str((self.versions.get(name, {}).get("status") or {}).get("phase") or "Available")
+
+
+# `now` for restore_writes: no version is old enough to archive or prune at this moment.
+_FAR_PAST = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def restore_writes(
+    desired: Desired, mirrored: Mirrored, me: SourceMeta, retention: Retention
+) -> list[Write]:
+    """Retention between full listings, from what the source knows: an Archived version of
+    this source that a desired deployment pins, or that is among the newest `keep_versions`
+    again, becomes Available. Archiving (which depends on the deployments' statuses and runs)
+    waits for the next full listing."""
+    archived_workflows = {
+        desired.version_records[name][0].workflow
+        for name, obj in mirrored.versions.items()
+        if name in desired.version_records
+        and _source_of(obj) == me.name
+        and mirrored.phase_of(name) == "Archived"
+    }
+    if not archived_workflows:
+        return []
+    in_use = {(d["spec"]["workflow"], d["spec"]["version"]) for d in desired.deployments.values()}
+    facts = [
+        VersionFacts(
+            name=name,
+            workflow=record.workflow,
+            version=record.version,
+            committed_at=record.commit.time,
+            phase=mirrored.phase_of(name),
+        )
+        for name, (record, _) in desired.version_records.items()
+        if record.workflow in archived_workflows
+        and _source_of(mirrored.versions.get(name, {})) == me.name
+    ]
+    return [
+        write
+        for write in retention_writes(facts, in_use, retention, _FAR_PAST)
+        if write.action == "patch-status" and write.body == {"phase": "Available"}
+    ]
 
 
 # --------------------------------------------------------------------------- retention

@@ -56,7 +56,36 @@ class EnvironmentRecord:
     labels: dict[str, str]
     digest: str
     path: str
-    commit: CommitMeta
+    commit: CommitMeta  # the file's last commit
+    # workflow → the commit that last changed that pin (set it, or changed its value)
+    pin_commits: Mapping[str, CommitMeta] = field(default_factory=dict)
+
+    def pin_commit(self, workflow: str) -> CommitMeta:
+        """The commit that set this environment's pin of `workflow` to its current value."""
+        return self.pin_commits.get(workflow, self.commit)
+
+
+def pins_of(spec: Mapping[str, Any]) -> dict[str, str]:
+    pins = spec.get("pins")
+    if not isinstance(pins, Mapping):
+        return {}
+    return {str(workflow): str(pin) for workflow, pin in pins.items()}
+
+
+def fold_pin_commits(
+    previous: EnvironmentRecord | None, spec: Mapping[str, Any], commit: CommitMeta
+) -> dict[str, CommitMeta]:
+    """Per pin, the commit that last changed it: kept from `previous` when the pin's value
+    is the same, `commit` when the pin is new or changed."""
+    before = pins_of(previous.spec) if previous is not None else {}
+    return {
+        workflow: (
+            previous.pin_commit(workflow)
+            if previous is not None and before.get(workflow) == pin
+            else commit
+        )
+        for workflow, pin in pins_of(spec).items()
+    }
 
 
 @dataclass(frozen=True)
@@ -151,6 +180,7 @@ class VersionIndex:
     def _apply_environment(self, manifest: Manifest, commit: CommitMeta) -> list[Finding]:
         problems = tuple(check_environment(manifest))
         digest = digest_of(manifest.spec)
+        previous = self.environments.get(manifest.name)
         self.environments[manifest.name] = EnvironmentRecord(
             name=manifest.name,
             spec=manifest.spec,
@@ -158,6 +188,7 @@ class VersionIndex:
             digest=digest,
             path=manifest.path,
             commit=commit,
+            pin_commits=fold_pin_commits(previous, manifest.spec, commit),
         )
         errors = tuple(p for p in problems if p.is_error)
         self.files[manifest.path] = FileState(
@@ -194,7 +225,10 @@ class VersionIndex:
 
 # ------------------------------------------------------------------ persistence
 
-INDEX_FORMAT = 1
+# 2: environments carry `pinCommits` (workflow → commit id, the commits in `commits`). A
+# snapshot of format 1 lacks them and is not read: the history is walked again once, which
+# gives every pin the commit that really set it.
+INDEX_FORMAT = 2
 
 
 def _commit_to_json(commit: CommitMeta) -> dict[str, Any]:
@@ -209,8 +243,25 @@ def _findings_from_json(items: list[dict[str, Any]]) -> tuple[Finding, ...]:
     return tuple(Finding(**item) for item in items)
 
 
+def _environment_to_json(record: EnvironmentRecord, commits: dict[str, Any]) -> dict[str, Any]:
+    for commit in record.pin_commits.values():
+        if commit.id not in commits:
+            commits[commit.id] = _commit_to_json(commit)
+    return {
+        "name": record.name,
+        "spec": record.spec,
+        "labels": record.labels,
+        "digest": record.digest,
+        "path": record.path,
+        "commit": _commit_to_json(record.commit),
+        "pinCommits": {workflow: c.id for workflow, c in record.pin_commits.items()},
+    }
+
+
 def index_to_json(index: VersionIndex) -> str:
     """A snapshot of the index, so a restarted operator walks only new commits."""
+    commits: dict[str, Any] = {}
+    environments = [_environment_to_json(r, commits) for r in index.environments.values()]
     return json.dumps(
         {
             "format": INDEX_FORMAT,
@@ -224,13 +275,8 @@ def index_to_json(index: VersionIndex) -> str:
                 for versions in index.versions.values()
                 for record in versions.values()
             ],
-            "environments": [
-                {
-                    **{k: v for k, v in asdict(record).items() if k != "commit"},
-                    "commit": _commit_to_json(record.commit),
-                }
-                for record in index.environments.values()
-            ],
+            "environments": environments,
+            "commits": commits,
             "files": {
                 path: {
                     **{k: v for k, v in asdict(state).items() if k != "findings"},
@@ -260,8 +306,22 @@ def index_from_json(text: str) -> VersionIndex | None:
                 }
             )
             index.versions.setdefault(record.workflow, {})[record.version] = record
+        commits = {
+            commit_id: _commit_from_json(item) for commit_id, item in data["commits"].items()
+        }
         for item in data["environments"]:
-            env = EnvironmentRecord(**{**item, "commit": _commit_from_json(item["commit"])})
+            env = EnvironmentRecord(
+                name=item["name"],
+                spec=item["spec"],
+                labels=item["labels"],
+                digest=item["digest"],
+                path=item["path"],
+                commit=_commit_from_json(item["commit"]),
+                pin_commits={
+                    workflow: commits[commit_id]
+                    for workflow, commit_id in item["pinCommits"].items()
+                },
+            )
             index.environments[env.name] = env
         for path, item in data["files"].items():
             index.files[path] = FileState(

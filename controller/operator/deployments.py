@@ -7,6 +7,13 @@ the pure `model.deployment.decide` and writing the status only when it changed. 
 opens at a known time (soak, window) schedules a wake-up for that moment; a gate that opens
 when something else changes (upstream verification, approval, a new version) is re-checked
 by the event that changes it. Nothing polls.
+
+A deployment whose version is not in the cache yet (the watches of different kinds race)
+reads that version from the API server once (a GET, no write) instead of waiting: the source
+sync creates a version, and writes its status, before any deployment that refers to it.
+`WorkflowVersion.status.environments` is written after the deployments have settled: once
+the work queue has drained and no deployment changed for `ENVIRONMENTS_QUIET`, so one commit
+moving a workflow in several environments writes each of its versions once.
 """
 
 from __future__ import annotations
@@ -29,16 +36,27 @@ from controller.model.deployment import (
     DeploymentInputs,
     Transition,
     decide,
+    total_counts,
     verified_at,
+    version_entries,
+    versions_to_cancel,
 )
 from controller.model.gates import VersionInfo
-from controller.operator.kube import Kube, Obj
+from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
 
 logger = logging.getLogger("flowpin.deployments")
 audit = logging.getLogger("flowpin.audit")
 Key = tuple[str, str]  # (namespace, name)
 NoteWriter = Callable[[str, str, str, dict[str, Any]], Coroutine[Any, Any, None]]
+RunCanceller = Callable[[str, str, str, list[str]], Coroutine[Any, Any, int]]
+RunCounter = Callable[[str, str, str, dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+async def _cancel_nothing(
+    namespace: str, workflow: str, environment: str, versions: list[str]
+) -> int:
+    return 0
 
 
 class Cache:
@@ -70,6 +88,11 @@ class DeploymentController:
         self.notes = notes
         self.metrics = metrics or Metrics()
         self.cache = Cache()
+        # Set by the run controller: run counts per version of (namespace, workflow,
+        # environment) given the deployment's ledger, and how to cancel the runs of some
+        # versions (`inflight: cancel`).
+        self.run_counts: RunCounter = lambda ns, wf, env, ledgers: {}
+        self.cancel_runs: RunCanceller = _cancel_nothing
         self.workers = workers
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
@@ -79,11 +102,16 @@ class DeploymentController:
         self._timer_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._notes_in_flight: set[asyncio.Task[None]] = set()
-        self._environment_updates: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._environments_due: set[tuple[str, str]] = set()  # (namespace, workflow)
+        self._environments_flush: asyncio.Task[None] | None = None
+        self._last_activity = 0.0  # loop time of the last deployment event or reconcile
+        if kube.metrics is None:
+            kube.metrics = self.metrics  # the breakdown of writes by kind
 
     # ------------------------------------------------------------------ plumbing
 
     def enqueue(self, keys: Iterable[Key]) -> None:
+        self._touch()
         for key in keys:
             if key not in self._queued:
                 self._queued.add(key)
@@ -100,10 +128,12 @@ class DeploymentController:
         self._tasks.append(asyncio.create_task(self._timer_loop()))
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._environments_flush] if self._environments_flush else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        self._environments_flush = None
 
     async def _worker(self) -> None:
         while True:
@@ -116,12 +146,14 @@ class DeploymentController:
                 continue
             self._processing.add(key)
             try:
-                await self.reconcile(key)
+                with writer("deployments"):
+                    await self.reconcile(key)
             except Exception:  # the API server may be restarting; retry a little later
                 logger.exception("reconciling %s/%s failed; retrying in 5s", *key)
                 self.wake_at(_now() + datetime.timedelta(seconds=5), key)
             finally:
                 self._processing.discard(key)
+                self._touch()
                 if key in self._dirty:
                     self._dirty.discard(key)
                     self.enqueue([key])
@@ -142,6 +174,7 @@ class DeploymentController:
     # ------------------------------------------------------------------ events
 
     def on_deployment(self, event_type: str, body: Obj) -> None:
+        self._touch()
         key = _key(body)
         if event_type == "DELETED":
             self.cache.deployments.pop(key, None)
@@ -187,13 +220,26 @@ class DeploymentController:
 
     # ------------------------------------------------------------------ reconcile
 
-    def _version_info(self, namespace: str, workflow: str, version: str | None) -> VersionInfo:
+    async def _version_info(
+        self, namespace: str, workflow: str, version: str | None
+    ) -> VersionInfo | None:
+        """What the gates need of a version; None while it exists without its status (the
+        source sync writes it right after the create; its watch event comes back here)."""
         if not version:
             return VersionInfo(False)
-        obj = self.cache.versions.get((namespace, kinds.version_object_name(workflow, version)))
+        key = (namespace, kinds.version_object_name(workflow, version))
+        obj = self.cache.versions.get(key)
         if obj is None:
-            return VersionInfo(False)
-        for condition in (obj.get("status") or {}).get("conditions") or []:
+            # Not seen by the watch yet, or not there: ask the API server (a read, no write).
+            obj = await self.kube.get("WorkflowVersion", *key)
+            if obj is None:
+                return VersionInfo(False)
+            # The watch brings it too; until then (and never over what it brought) keep it.
+            obj = self.cache.versions.setdefault(key, obj)
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        if not conditions:
+            return None
+        for condition in conditions:
             if condition.get("type") == "Ready" and condition.get("status") == "False":
                 return VersionInfo(True, False, str(condition.get("message", "")))
         return VersionInfo(True)
@@ -212,12 +258,12 @@ class DeploymentController:
             # deployment again. Deciding without its gates would skip them.
             return
         env_spec = env.get("spec") or {}
-        info = self._version_info(namespace, workflow, str(spec["version"]))
-        created = _parse_time(meta.get("creationTimestamp"))
-        if not info.exists and created is not None and _now() - created < VERSION_GRACE:
-            # The version may be on its way (mirrored just before the deployment).
-            self.wake_at(created + VERSION_GRACE, key)
-            return
+        info = await self._version_info(namespace, workflow, str(spec["version"]))
+        annotations = meta.get("annotations") or {}
+        hold = annotations.get(ANNOTATION_HOLD)
+        hold_info = await self._version_info(namespace, workflow, hold) if hold else None
+        if info is None or (hold and hold_info is None):
+            return  # a version without its status yet: its status event enqueues this again
         upstream_name = (env_spec.get("promotion") or {}).get("from")
         upstream_verified = None
         if upstream_name:
@@ -226,8 +272,6 @@ class DeploymentController:
             )
             if upstream is not None:
                 upstream_verified = verified_at(upstream.get("status") or {}, str(spec["version"]))
-        annotations = meta.get("annotations") or {}
-        hold = annotations.get(ANNOTATION_HOLD)
         decision = decide(
             DeploymentInputs(
                 workflow=workflow,
@@ -240,18 +284,27 @@ class DeploymentController:
                 annotations=annotations,
                 environment_spec=env_spec,
                 info=info,
-                hold_info=self._version_info(namespace, workflow, hold) if hold else None,
+                hold_info=hold_info,
                 upstream_verified_at=upstream_verified,
                 now=_now(),
             )
         )
+        counts = self.run_counts(
+            namespace, workflow, environment, decision.status.get("runLedger") or {}
+        )
+        decision.status["versions"] = version_entries(
+            list(decision.status.get("versions") or []),
+            decision.status.get("activeVersion"),
+            counts,
+        )
+        decision.status["runs"] = total_counts(counts)
         current = deployment.get("status") or {}
         if decision.status != current:
             await self.kube.patch_status(
                 "WorkflowDeployment",
                 namespace,
                 meta["name"],
-                _merge_patch(current, decision.status),
+                merge_patch(current, decision.status),
             )
             # Until the watch brings the new status, reconcile from what was just written, so
             # a transition is never recorded twice.
@@ -260,25 +313,57 @@ class DeploymentController:
                 self._schedule_environments_update(namespace, workflow)
         for transition in decision.transitions:
             await self._record(deployment, transition)
+        moved = any(
+            t.result in ("Activated", "RolledBack", "Released") for t in decision.transitions
+        )
+        doomed = (
+            versions_to_cancel(
+                str(env_spec.get("inflight", "pin")), decision.status.get("activeVersion"), counts
+            )
+            if moved
+            else []  # a run started later on an older version on purpose is left alone
+        )
+        if doomed:
+            await self.cancel_runs(namespace, workflow, environment, doomed)
         if decision.wake_at is not None:
             self.wake_at(decision.wake_at, key)
 
-    def _schedule_environments_update(self, namespace: str, workflow: str) -> None:
-        """Coalesce: one commit moves a workflow in several environments within a moment;
-        its versions' `status.environments` are written once for all of them."""
-        key = (namespace, workflow)
-        if key in self._environment_updates:
-            return
+    def _touch(self) -> None:
+        with contextlib.suppress(RuntimeError):  # no loop: called outside the operator
+            self._last_activity = asyncio.get_running_loop().time()
 
-        async def later() -> None:
-            await asyncio.sleep(ENVIRONMENTS_DEBOUNCE)
-            self._environment_updates.pop(key, None)
+    def _schedule_environments_update(self, namespace: str, workflow: str) -> None:
+        """Coalesce: one commit moves many deployments, of a workflow in several environments,
+        over a few seconds (the source writes their specs one after another); the versions'
+        `status.environments` are written once, when that is over."""
+        self._environments_due.add((namespace, workflow))
+        if self._environments_flush is None:
+            self._environments_flush = asyncio.create_task(self._flush_environments())
+
+    def _settled(self) -> bool:
+        return not self._queue.qsize() and not self._processing
+
+    async def _flush_environments(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            while loop.time() - started < ENVIRONMENTS_MAX_DELAY:
+                quiet = loop.time() - self._last_activity
+                if self._settled() and quiet >= ENVIRONMENTS_QUIET:
+                    break
+                await asyncio.sleep(max(ENVIRONMENTS_QUIET - quiet, 0.05))
+        finally:
+            self._environments_flush = None
+        due, self._environments_due = self._environments_due, set()
+
+        async def update(namespace: str, workflow: str) -> None:
             try:
                 await self._update_version_environments(namespace, workflow)
             except Exception:  # the next activation writes it again
                 logger.exception("updating environments of %s/%s", namespace, workflow)
 
-        self._environment_updates[key] = asyncio.create_task(later())
+        with writer("deployments"):  # concurrently, within the client's limit
+            await asyncio.gather(*(update(ns, workflow) for ns, workflow in sorted(due)))
 
     async def _update_version_environments(self, namespace: str, workflow: str) -> None:
         """`WorkflowVersion.status.environments`: where each version of the workflow runs."""
@@ -371,23 +456,8 @@ class DeploymentController:
         task.add_done_callback(self._notes_in_flight.discard)
 
 
-def _merge_patch(current: Obj, desired: Obj) -> Obj:
-    """A JSON merge patch from `current` to `desired` at the top level (removed keys → null)."""
-    patch: Obj = {k: v for k, v in desired.items() if current.get(k) != v}
-    for key in current:
-        if key not in desired:
-            patch[key] = None
-    return patch
-
-
-VERSION_GRACE = datetime.timedelta(seconds=5)
-ENVIRONMENTS_DEBOUNCE = 1.0  # seconds
-
-
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+ENVIRONMENTS_QUIET = 1.0  # seconds without a deployment event before versions are written
+ENVIRONMENTS_MAX_DELAY = 60.0  # seconds: written by then even if deployments keep changing
 
 
 def _key(body: Obj) -> Key:

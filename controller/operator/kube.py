@@ -3,33 +3,75 @@
 The official client is synchronous; calls run in threads. Every write is counted (the
 benchmarks and the idle check read the counter), and creates treat "already exists" as
 success, so a sync interrupted after a create resumes without duplicates.
+
+`writes` is the total (served as `flowpin_api_writes_total`); with `metrics` set, every write
+is also counted in `flowpin_api_writes_by_kind_total{by, kind, verb}`, where `by` is the part
+of the operator that wrote (`sync`, `deployments`, set with `writer(...)`), so that a
+benchmark can say whose writes of what kind a change cost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
+import contextlib
+import contextvars
 import datetime
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from controller.api import kinds
+from controller.operator.metrics import Metrics
 
 logger = logging.getLogger("flowpin.kube")
 Obj = dict[str, Any]
 
 PLURALS = {kind.kind: kind.plural for kind in kinds.ALL_KINDS}
+WRITES_BY_KIND = "flowpin_api_writes_by_kind_total"
+_writer: contextvars.ContextVar[str] = contextvars.ContextVar("flowpin_writer", default="other")
+
+
+@contextlib.contextmanager
+def writer(name: str) -> Iterator[None]:
+    """Attribute the writes made in this context (and the tasks it starts) to `name`."""
+    token = _writer.set(name)
+    try:
+        yield
+    finally:
+        _writer.reset(token)
+
+
+def merge_patch(current: Obj, desired: Obj) -> Obj:
+    """A JSON merge patch from `current` to `desired` at the top level (removed keys → null)."""
+    patch: Obj = {k: v for k, v in desired.items() if current.get(k) != v}
+    for key in current:
+        if key not in desired:
+            patch[key] = None
+    return patch
 
 
 class Kube:
-    def __init__(self, api_client: client.ApiClient | None = None, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient | None = None,
+        concurrency: int = 8,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.writes = 0
+        self.metrics = metrics  # the breakdown by kind and verb, when set
         self._limit = asyncio.Semaphore(concurrency)
+
+    def _count(self, kind: str, verb: str) -> None:
+        self.writes += 1
+        if self.metrics is not None:
+            self.metrics.inc(WRITES_BY_KIND, by=_writer.get(), kind=kind, verb=verb)
 
     async def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         async with self._limit:
@@ -46,7 +88,7 @@ class Kube:
             PLURALS[kind],
             label_selector=label_selector or "",
         )
-        items: list[Obj] = result.get("items", [])
+        items: builtins.list[Obj] = result.get("items", [])
         return items
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
@@ -82,7 +124,7 @@ class Kube:
 
     async def create(self, kind: str, namespace: str, body: Obj) -> bool:
         """Create; False when it already existed (a resumed sync)."""
-        self.writes += 1
+        self._count(kind, "create")
         try:
             await self._call(
                 self.custom.create_namespaced_custom_object,
@@ -100,7 +142,7 @@ class Kube:
 
     async def replace_spec(self, kind: str, namespace: str, name: str, body: Obj) -> None:
         """Set spec and labels exactly (a JSON patch replaces lists and drops removed keys)."""
-        self.writes += 1
+        self._count(kind, "patch")
         patch = [
             {"op": "replace", "path": "/spec", "value": body["spec"]},
             {"op": "replace", "path": "/metadata/labels", "value": body["metadata"]["labels"]},
@@ -117,7 +159,7 @@ class Kube:
         )
 
     async def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> None:
-        self.writes += 1
+        self._count(kind, "patch-metadata")
         await self._call(
             self.custom.patch_namespaced_custom_object,
             kinds.GROUP,
@@ -130,7 +172,7 @@ class Kube:
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         """A merge patch of status (lists such as conditions are replaced whole)."""
-        self.writes += 1
+        self._count(kind, "patch-status")
         await self._call(
             self.custom.patch_namespaced_custom_object_status,
             kinds.GROUP,
@@ -142,7 +184,7 @@ class Kube:
         )
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        self.writes += 1
+        self._count(kind, "delete")
         try:
             await self._call(
                 self.custom.delete_namespaced_custom_object,
@@ -158,7 +200,7 @@ class Kube:
 
     async def event(self, obj: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         """A Kubernetes Event on `obj` (what `kubectl describe` shows)."""
-        self.writes += 1
+        self._count("Event", "create")
         meta = obj["metadata"]
         now = datetime.datetime.now(datetime.UTC)
         event = client.CoreV1Event(
@@ -187,3 +229,84 @@ class Kube:
             await self._call(self.core.create_namespaced_event, meta["namespace"], event)
         except ApiException as error:  # an event is worth a warning, never a failed sync
             logger.warning("event %s on %s: %s", reason, meta["name"], error.reason)
+
+    # ------------------------------------------------------------------ guarded writes
+    # Writes that must not overwrite what another writer did since we read: the
+    # resourceVersion in a merge patch makes the API server refuse a stale one (409).
+
+    async def patch_status_at(
+        self, kind: str, namespace: str, name: str, status: Obj, resource_version: str
+    ) -> Obj | None:
+        """The object after the patch; None when it changed since `resource_version`."""
+        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        return await self._guarded(
+            self.custom.patch_namespaced_custom_object_status, kind, namespace, name, body
+        )
+
+    async def patch_metadata_at(
+        self, kind: str, namespace: str, name: str, metadata: Obj, resource_version: str
+    ) -> Obj | None:
+        body = {"metadata": {**metadata, "resourceVersion": resource_version}}
+        return await self._guarded(
+            self.custom.patch_namespaced_custom_object, kind, namespace, name, body
+        )
+
+    async def _guarded(
+        self, call: Any, kind: str, namespace: str, name: str, body: Obj
+    ) -> Obj | None:
+        status = call == self.custom.patch_namespaced_custom_object_status
+        self._count(kind, "patch-status" if status else "patch")
+        try:
+            result: Obj = await self._call(
+                call, kinds.GROUP, kinds.VERSION, namespace, PLURALS[kind], name, body
+            )
+            return result
+        except ApiException as error:
+            if error.status in (404, 409):
+                return None
+            raise
+
+    async def create_object(self, kind: str, namespace: str, body: Obj) -> Obj:
+        """Create and return the object as stored (its generated name, uid)."""
+        self._count(kind, "create")
+        result: Obj = await self._call(
+            self.custom.create_namespaced_custom_object,
+            kinds.GROUP,
+            kinds.VERSION,
+            namespace,
+            PLURALS[kind],
+            body,
+        )
+        return result
+
+    async def patch_spec(self, kind: str, namespace: str, name: str, fields: Obj) -> None:
+        """A merge patch of some spec fields (`spec.cancel` of a run)."""
+        self._count(kind, "patch")
+        try:
+            await self._call(
+                self.custom.patch_namespaced_custom_object,
+                kinds.GROUP,
+                kinds.VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
+                {"spec": fields},
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def list_everywhere(
+        self, kind: str, namespaces: tuple[str, ...] = ()
+    ) -> builtins.list[Obj]:
+        """Every object of `kind` in these namespaces, or in all of them when empty."""
+        if namespaces:
+            found: builtins.list[Obj] = []
+            for namespace in namespaces:
+                found.extend(await self.list(kind, namespace))
+            return found
+        result = await self._call(
+            self.custom.list_cluster_custom_object, kinds.GROUP, kinds.VERSION, PLURALS[kind]
+        )
+        items: builtins.list[Obj] = result.get("items", [])
+        return items

@@ -3,6 +3,25 @@
 The decisions are pure functions in `controller.model` (`mirror`, `source_status`); this
 module gathers their inputs and applies their outputs. Every step is idempotent, so a sync
 interrupted by a crash or an API server restart completes on the next attempt.
+
+Full and incremental syncs. A *full* sync lists every WorkflowVersion, Environment,
+WorkflowDeployment, WorkflowSource and WorkflowRun of the namespace and plans the writes
+against what it found. It runs for the first sync of a source after the operator starts,
+after a sync that failed or was interrupted, after a change of the source's spec, when asked
+for (`flowpin sync`, the `flowpin.dev/requestedAt` annotation), and every `full_every`-th
+sync round. Every other sync that finds new commits is *incremental*: it plans against what
+the source remembers (`SourceMemory.mirrored`: what the last full listing found, updated
+with every write the source has made since), so its cost follows the change, not the
+history. It lists WorkflowRuns only when it would delete a deployment.
+
+What an incremental sync cannot see is what others changed since the last full listing:
+an object a user deleted or edited by hand is recreated or repaired by the next full sync
+(at the latest `full_every` intervals later, at once with `flowpin sync`), and versions are
+archived by retention only in a full sync (an incremental one only makes an archived version
+Available again when it is pinned). A create that finds its object already there (someone
+else made it meanwhile) counts as done, skips that version's status, and makes the next sync
+a full one. Memory is only trusted after a sync that completed: a failure or a crash in the
+middle leaves none, so the next sync lists everything again.
 """
 
 from __future__ import annotations
@@ -23,17 +42,20 @@ from controller.model.durations import parse_duration
 from controller.model.mirror import (
     Actual,
     Desired,
+    Mirrored,
     Retention,
     SourceMeta,
     VersionFacts,
     Write,
+    WritePlan,
     desired_objects,
     plan_writes,
+    restore_writes,
     retention_writes,
 )
 from controller.model.source_status import SyncOutcome, source_status
 from controller.model.versions import VersionIndex, index_from_json, index_to_json
-from controller.operator.kube import Kube, Obj
+from controller.operator.kube import Kube, Obj, writer
 from controller.operator.metrics import Metrics
 
 logger = logging.getLogger("flowpin.sync")
@@ -55,9 +77,11 @@ class SourceMemory:
     synced_commit: str | None = None
     synced_generation: int | None = None
     clean: bool = False  # the last sync applied every write it planned
-    quiet_syncs: int = 0  # syncs since the last full reconcile that found nothing new
+    since_full: int = 0  # sync rounds since the last full one (listing everything)
     index: VersionIndex | None = None  # kept between syncs; the snapshot file is for restarts
     saved_at: float = 0.0  # monotonic time of the last snapshot
+    # What the namespace holds as far as this source knows (None: list it all next time).
+    mirrored: Mirrored | None = None
 
 
 @dataclass
@@ -66,6 +90,7 @@ class SyncReport:
     writes: int = 0
     reason: str = ""
     skipped_listing: bool = False
+    full: bool = False  # listed every object (else: planned from memory, or nothing new)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +112,7 @@ async def read_credentials(kube: Kube, namespace: str, secret_ref: Obj | None) -
         password=data.get("password"),
         ssh_identity=data.get("identity"),
         ssh_known_hosts=data.get("known_hosts"),
+        secret=secret_ref["name"],
     )
 
 
@@ -132,14 +158,19 @@ class SourceSyncer:
         self.full_every = full_every
         self.memory: dict[tuple[str, str], SourceMemory] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        if kube.metrics is None:
+            kube.metrics = self.metrics  # the breakdown of writes by kind
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
 
     async def sync(self, namespace: str, name: str) -> SyncReport:
         async with self.lock(namespace, name):
-            report = await self._sync(namespace, name)
+            with writer("sync"):
+                report = await self._sync(namespace, name)
         self.metrics.inc("flowpin_source_syncs_total", result=report.reason or "Unknown")
+        if report.full:
+            self.metrics.inc("flowpin_source_full_syncs_total")  # listed every object
         return report
 
     async def _sync(self, namespace: str, name: str) -> SyncReport:
@@ -184,17 +215,17 @@ class SourceSyncer:
 
         tip_id = str(tip.id)
         report.commit = tip_id
-        quiet = (
-            memory.clean
-            and memory.synced_commit == tip_id
-            and memory.synced_generation == generation
-            and memory.quiet_syncs + 1 < self.full_every
-            and requested == handled
+        full = (
+            memory.mirrored is None
+            or not memory.clean
+            or memory.synced_generation != generation
+            or requested != handled
+            or memory.since_full + 1 >= self.full_every
         )
-        if quiet:
+        if not full and memory.synced_commit == tip_id:
             # Nothing new in git, nothing asked for, and the last sync completed: no need
             # to list every mirrored object again (a full pass runs every `full_every`).
-            memory.quiet_syncs += 1
+            memory.since_full += 1
             report.skipped_listing = True
             report.reason = "UpToDate"
             return report
@@ -202,19 +233,24 @@ class SourceSyncer:
         index = memory.index or _load_index(index_file)
         result = await asyncio.to_thread(walk, repo, tip, str(spec.get("path", "")), index)
         memory.index = result.index
-        clock = asyncio.get_running_loop().time()
-        if index is None or (result.commits and clock - memory.saved_at > SNAPSHOT_EVERY):
-            # A snapshot lets a restarted operator walk only the commits since it was taken;
-            # writing one per commit would make every sync cost the size of the history.
-            await asyncio.to_thread(_save_index, index_file, result.index)
-            memory.saved_at = clock
 
         me = SourceMeta(namespace, name, meta["uid"], meta.get("creationTimestamp", ""))
         desired = desired_objects(result.index, me)
-        actual = await self._actual(namespace)
-        plan = plan_writes(desired, actual, me)
-        retention = await self._retention(namespace, name, spec, desired, actual)
-        await self._apply(namespace, plan.writes + retention)
+        policy = Retention.from_spec(spec.get("retention"))
+        if full or memory.mirrored is None:
+            actual = await self._actual(namespace)
+            mirrored = Mirrored.from_actual(actual)
+            plan = plan_writes(desired, actual, me)
+            retention = self._retention(name, policy, desired, actual)
+        else:
+            mirrored = memory.mirrored
+            plan = await self._plan_from_memory(namespace, desired, mirrored, me)
+            retention = restore_writes(desired, mirrored, me, policy)
+        # Trusted again only once every write is done: a failure lists everything next time.
+        memory.mirrored = None
+        memory.clean = False
+        surprises = await self._apply(namespace, plan.writes + retention, mirrored)
+        memory.mirrored = None if surprises else mirrored
         for deployment in plan.kept_for_runs:
             logger.info("%s/%s: pin removed, kept while runs are active", namespace, deployment)
 
@@ -239,10 +275,24 @@ class SourceSyncer:
         memory.synced_commit = tip_id
         memory.synced_generation = generation
         memory.clean = True
-        memory.quiet_syncs = 0
+        memory.since_full = 0 if full else memory.since_full + 1
         report.writes = self.kube.writes - writes_before
         report.reason = "Synced"
-        report.details = {"commits": result.commits, "planned": len(plan.writes)}
+        report.full = full
+        report.details = {
+            "commits": result.commits,
+            "planned": len(plan.writes) + len(retention),
+            "full": full,
+            "surprises": surprises,
+        }
+
+        clock = asyncio.get_running_loop().time()
+        if index is None or (result.commits and clock - memory.saved_at > SNAPSHOT_EVERY):
+            # A snapshot lets a restarted operator walk only the commits since it was taken;
+            # writing one per commit would make every sync cost the size of the history. It
+            # is written after the status, off the path from a push to its objects.
+            await asyncio.to_thread(_save_index, index_file, result.index)
+            memory.saved_at = clock
         return report
 
     async def record_note(
@@ -264,23 +314,13 @@ class SourceSyncer:
             logger.warning("git note on %s for %s/%s: %s", commit[:12], namespace, name, error)
 
     async def _actual(self, namespace: str) -> Actual:
-        versions, environments, deployments, sources, runs = await asyncio.gather(
+        versions, environments, deployments, sources, active = await asyncio.gather(
             self.kube.list("WorkflowVersion", namespace),
             self.kube.list("Environment", namespace),
             self.kube.list("WorkflowDeployment", namespace),
             self.kube.list("WorkflowSource", namespace),
-            self.kube.list("WorkflowRun", namespace),
+            self._active_runs(namespace),
         )
-        active: dict[str, int] = {}
-        for run in runs:
-            phase = (run.get("status") or {}).get("phase")
-            if phase in TERMINAL_RUN_PHASES:
-                continue
-            run_spec = run.get("spec") or {}
-            key = kinds.deployment_object_name(
-                str(run_spec.get("workflow")), str(run_spec.get("environment"))
-            )
-            active[key] = active.get(key, 0) + 1
         return Actual(
             versions={v["metadata"]["name"]: v for v in versions},
             environments={e["metadata"]["name"]: e for e in environments},
@@ -291,10 +331,34 @@ class SourceSyncer:
             active_runs=active,
         )
 
-    async def _retention(
-        self, namespace: str, name: str, spec: Obj, desired: Desired, actual: Actual
+    async def _active_runs(self, namespace: str) -> dict[str, int]:
+        """Deployment name → runs not finished on it."""
+        active: dict[str, int] = {}
+        for run in await self.kube.list("WorkflowRun", namespace):
+            phase = (run.get("status") or {}).get("phase")
+            if phase in TERMINAL_RUN_PHASES:
+                continue
+            run_spec = run.get("spec") or {}
+            key = kinds.deployment_object_name(
+                str(run_spec.get("workflow")), str(run_spec.get("environment"))
+            )
+            active[key] = active.get(key, 0) + 1
+        return active
+
+    async def _plan_from_memory(
+        self, namespace: str, desired: Desired, mirrored: Mirrored, me: SourceMeta
+    ) -> WritePlan:
+        """The writes of an incremental sync, against what the source knows is there; the
+        runs are read only when a deployment would be deleted (it is kept while they run)."""
+        plan = plan_writes(desired, mirrored.actual(), me)
+        if any(w.action == "delete" and w.kind == "WorkflowDeployment" for w in plan.writes):
+            active = await self._active_runs(namespace)
+            plan = plan_writes(desired, mirrored.actual(active), me)
+        return plan
+
+    def _retention(
+        self, name: str, policy: Retention, desired: Desired, actual: Actual
     ) -> list[Write]:
-        policy = Retention.from_spec(spec.get("retention"))
         in_use: set[tuple[str, str]] = set()
         for deployment in [*desired.deployments.values(), *actual.deployments.values()]:
             workflow = deployment["spec"]["workflow"]
@@ -331,22 +395,39 @@ class SourceSyncer:
             )
         return retention_writes(facts, in_use, policy, datetime.datetime.now(datetime.UTC))
 
-    async def _apply(self, namespace: str, writes: list[Write]) -> None:
-        """Creates first (versions before what refers to them), deletes last; each group
-        concurrently within the client's limit."""
-        order = {"create": 0, "adopt": 1, "patch-status": 2, "replace-spec": 3, "delete": 4}
+    async def _apply(self, namespace: str, writes: list[Write], mirrored: Mirrored) -> int:
+        """Versions first (created, adopted, their status written), then Environments, then
+        WorkflowDeployments, deletes last; each group concurrently within the client's
+        limit. A deployment is thus never written before the version it refers to, with its
+        status (validity), is there. Every write done is remembered in `mirrored`. Returns
+        how many creates found their object already there (not remembered: not ours to
+        know); a version's status is then not written by this sync."""
+        action_order = {"create": 0, "adopt": 1, "patch-status": 2, "replace-spec": 3}
         kind_order = {"WorkflowVersion": 0, "Environment": 1, "WorkflowDeployment": 2}
-        groups: dict[tuple[int, int], list[Write]] = {}
+        groups: dict[tuple[int, int, int], list[Write]] = {}
         for write in writes:
-            groups.setdefault((order[write.action], kind_order[write.kind]), []).append(write)
+            if write.action == "delete":
+                key = (1, kind_order[write.kind], 0)
+            else:
+                key = (0, kind_order[write.kind], action_order[write.action])
+            groups.setdefault(key, []).append(write)
+        existed: set[tuple[str, str]] = set()
         for key in sorted(groups):
-            await asyncio.gather(*(self._write(namespace, write) for write in groups[key]))
+            todo = [w for w in groups[key] if (w.kind, w.name) not in existed]
+            done = await asyncio.gather(*(self._write(namespace, write) for write in todo))
+            for write, new in zip(todo, done, strict=True):
+                if new:
+                    mirrored.record(write)
+                else:
+                    existed.add((write.kind, write.name))
+        return len(existed)
 
-    async def _write(self, namespace: str, write: Write) -> None:
+    async def _write(self, namespace: str, write: Write) -> bool:
+        """Apply one write; False for a create that found the object already there."""
         if write.action == "create":
             assert write.body is not None
-            await self.kube.create(write.kind, namespace, write.body)
-        elif write.action == "adopt":
+            return await self.kube.create(write.kind, namespace, write.body)
+        if write.action == "adopt":
             assert write.body is not None
             metadata = write.body["metadata"]
             await self.kube.patch_metadata(
@@ -363,6 +444,7 @@ class SourceSyncer:
             await self.kube.replace_spec(write.kind, namespace, write.name, write.body)
         else:
             await self.kube.delete(write.kind, namespace, write.name)
+        return True
 
     async def _write_status(self, source: Obj, outcome: SyncOutcome) -> None:
         current = source.get("status") or {}

@@ -202,6 +202,24 @@ def test_a_deleted_workflow_file_keeps_its_versions(
 def test_a_removed_pin_deletes_its_deployment_unless_runs_are_active(
     kubectl: Kubectl, namespace: str, synced: pygit2.Repository
 ) -> None:
+    # onboarding 2.2.0 waits an hour: a run of it in staging stays in flight.
+    onboarding = workdir(synced) / "workflows/onboarding.yaml"
+    onboarding.write_text(
+        "apiVersion: flowpin.dev/v1alpha1\nkind: Workflow\nmetadata: {name: onboarding}\n"
+        "spec:\n  version: 2.2.0\n  steps: [{id: hold, type: wait, wait: {duration: 1h}}]\n"
+    )
+    staging = workdir(synced) / "environments/staging.yaml"
+    pins = "pins: {lead-nurture: 1.4.0, onboarding: 2.1.3}"
+    staging.write_text(
+        staging.read_text().replace(pins, "pins: {lead-nurture: 1.4.0, onboarding: 2.2.0}")
+    )
+    commit_all(synced, "onboarding 2.2.0 in staging")
+    assert flowpin_sync("examples", namespace).returncode == 0
+    poll(
+        lambda: kubectl.json("get", "wfd", "onboarding.staging", "-n", namespace).get("status", {}),
+        lambda status: status.get("activeVersion") == "2.2.0",
+        what="onboarding 2.2.0 active in staging",
+    )
     kubectl.apply(
         json.dumps(
             {
@@ -213,15 +231,36 @@ def test_a_removed_pin_deletes_its_deployment_unless_runs_are_active(
         ),
         namespace,
     )
-    staging = workdir(synced) / "environments/staging.yaml"
+    poll(
+        lambda: kubectl.json("get", "wfr", "still-running", "-n", namespace).get("status", {}),
+        lambda status: status.get("phase") == "Waiting",
+        what="the run to wait",
+    )
     staging.write_text(
-        staging.read_text().replace("pins: {lead-nurture: 1.4.0, onboarding: 2.1.3}", "pins: {}")
+        staging.read_text().replace("pins: {lead-nurture: 1.4.0, onboarding: 2.2.0}", "pins: {}")
     )
     commit_all(synced, "Unpin staging")
     assert flowpin_sync("examples", namespace).returncode == 0
     remaining = names(kubectl, "wfd", namespace)
     assert "lead-nurture.staging" not in remaining  # no runs: deleted
     assert "onboarding.staging" in remaining  # a run is active: kept
+    kubectl.run(
+        "patch",
+        "wfr",
+        "still-running",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"cancel": true}}',
+    )
+    poll(
+        lambda: kubectl.json("get", "wfr", "still-running", "-n", namespace).get("status", {}),
+        lambda status: status.get("phase") == "Cancelled",
+        what="the run to be cancelled",
+    )
+    assert flowpin_sync("examples", namespace).returncode == 0
+    assert "onboarding.staging" not in names(kubectl, "wfd", namespace)  # no run left: deleted
 
 
 def test_conflicting_sources_the_older_wins(

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from controller.cli.main import cli
 from controller.git.history import PathHistory, resolve_commit, walk
+from controller.model.versions import index_from_json, index_to_json
 from controller.testing.gitrepo import AUTHOR, commit_all, repo_from_directory
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -117,6 +118,28 @@ def test_invalid_commit_deletes_nothing(repo: pygit2.Repository) -> None:
     assert "1.4.0" in index.versions["lead-nurture"]
     (finding,) = index.invalid_files()
     assert (finding.file, finding.code) == (LEAD, "yaml-syntax")
+
+
+def test_each_pin_remembers_the_commit_that_set_it(repo: pygit2.Repository) -> None:
+    first = str(repo.head.target)
+    edit(repo, LEAD, bump("1.5.0"))
+    commit_all(repo, "1.5.0")
+    staging = "environments/staging.yaml"
+    edit(repo, staging, lambda t: t.replace("lead-nurture: 1.4.0", "lead-nurture: 1.5.0"))
+    pinned = commit_all(repo, "Promote lead-nurture to staging")
+    edit(repo, staging, lambda t: t.replace("inflight: pin", "inflight: cancel"))
+    touched = commit_all(repo, "Cancel in-flight runs in staging")
+
+    index = walk(repo, resolve_commit(repo, "HEAD")).index
+    env = index.environments["staging"]
+    assert env.commit.id == touched  # the file's last commit ...
+    assert env.pin_commit("lead-nurture").id == pinned  # ... is not what set the pins
+    assert env.pin_commit("onboarding").id == first
+    incremental = walk(repo, resolve_commit(repo, pinned), index=None).index
+    incremental = walk(repo, resolve_commit(repo, "HEAD"), index=incremental).index
+    assert incremental.environments == index.environments
+    restored = index_from_json(index_to_json(index))
+    assert restored is not None and restored.environments == index.environments
 
 
 def test_path_history_reads_only_the_file_that_matters(repo: pygit2.Repository) -> None:

@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 from controller.model.findings import Finding
 from controller.model.mirror import (
     Actual,
+    Mirrored,
     Retention,
     SourceMeta,
     VersionFacts,
+    Write,
     desired_objects,
+    pin_commit,
     plan_writes,
     resolve_pin,
+    restore_writes,
     retention_writes,
 )
 from controller.model.source_status import SyncOutcome, source_status
-from controller.model.versions import CommitMeta, EnvironmentRecord, VersionIndex, VersionRecord
+from controller.model.versions import (
+    CommitMeta,
+    EnvironmentRecord,
+    VersionIndex,
+    VersionRecord,
+    fold_pin_commits,
+    index_from_json,
+    index_to_json,
+)
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 COMMIT = CommitMeta("c" * 40, "Ada <ada@example.com>", T0, "init")
@@ -137,3 +150,146 @@ def test_source_status_reasons_in_order_and_idle_is_stable() -> None:
     status = source_status(ok, failed)
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and status["artifact"] == ok["artifact"]
+
+
+# ------------------------------------------------------------------ per-pin commits
+
+LATER = CommitMeta("d" * 40, "Grace <grace@example.com>", T0 + datetime.timedelta(hours=1), "pin")
+
+
+def environment(pins: dict[str, str], commit: CommitMeta, previous: Any = None) -> Any:
+    spec = {"pins": pins}
+    return EnvironmentRecord(
+        "dev",
+        spec,
+        {},
+        "d",
+        "environments/dev.yaml",
+        commit,
+        fold_pin_commits(previous, spec, commit),
+    )
+
+
+def test_a_pin_keeps_the_commit_that_last_changed_it() -> None:
+    first = environment({"a": "1.0.0", "b": "1.0.0"}, COMMIT)
+    second = environment({"a": "1.1.0", "b": "1.0.0", "c": "latest"}, LATER, first)
+    assert {w: c.id for w, c in second.pin_commits.items()} == {
+        "a": LATER.id,  # changed
+        "b": COMMIT.id,  # the same: keeps the commit that set it
+        "c": LATER.id,  # new
+    }
+    third = environment({"b": "1.0.0"}, LATER, second)
+    assert third.pin_commit("b") == COMMIT and third.pin_commit("gone") == LATER
+
+
+def test_one_pin_change_in_a_big_environment_rewrites_one_deployment() -> None:
+    workflows = [f"wf{i}" for i in range(50)]
+    idx = VersionIndex(last_commit=COMMIT.id)
+    for workflow in workflows:
+        idx.versions[workflow] = {
+            v: VersionRecord(workflow, v, {"version": v}, {}, v, "p", COMMIT)
+            for v in ("1.0.0", "1.1.0")
+        }
+    pins = {w: "1.0.0" for w in workflows}
+    idx.environments["dev"] = environment(pins, COMMIT)
+    before = desired_objects(idx, ME)
+    idx.environments["dev"] = environment({**pins, "wf7": "1.1.0"}, LATER, idx.environments["dev"])
+    after = desired_objects(idx, ME)
+    plan = plan_writes(after, actual_from([], before), ME)
+    assert [(w.action, w.kind, w.name) for w in plan.writes] == [
+        ("replace-spec", "Environment", "dev"),
+        ("replace-spec", "WorkflowDeployment", "wf7.dev"),
+    ]
+    spec = after.deployments["wf7.dev"]["spec"]
+    assert (spec["commit"], spec["author"]) == (LATER.id, LATER.author)
+    assert after.deployments["wf8.dev"]["spec"]["commit"] == COMMIT.id
+
+
+def test_a_latest_pin_names_the_newer_of_its_pin_and_its_version() -> None:
+    env = environment({"wf": "latest"}, COMMIT)
+    newer = VersionRecord("wf", "1.1.0", {}, {}, "d", "p", LATER)
+    assert pin_commit(env, "wf", "latest", newer) == LATER  # a new version moved it
+    older_env = environment({"wf": "latest"}, LATER)
+    old = VersionRecord("wf", "1.0.0", {}, {}, "d", "p", COMMIT)
+    assert pin_commit(older_env, "wf", "latest", old) == LATER  # the pin moved it
+    exact = environment({"wf": "1.1.0"}, COMMIT)
+    assert pin_commit(exact, "wf", "1.1.0", newer) == COMMIT  # exact: the pin alone
+
+
+def test_the_index_snapshot_keeps_pin_commits_and_refuses_the_old_format() -> None:
+    idx = index("1.0.0")
+    idx.environments["dev"] = environment({"wf": "1.0.0", "x": "latest"}, COMMIT)
+    idx.environments["dev"] = environment(
+        {"wf": "1.0.0", "x": "2.0.0"}, LATER, idx.environments["dev"]
+    )
+    text = index_to_json(idx)
+    loaded = index_from_json(text)
+    assert loaded is not None
+    assert loaded.environments == idx.environments
+    assert loaded.versions == idx.versions
+    old = json.loads(text)
+    old["format"] = 1
+    for item in old["environments"]:
+        del item["pinCommits"]
+    assert index_from_json(json.dumps(old)) is None  # walked again: every pin's own commit
+
+
+# ------------------------------------------------------------------ planning from memory
+
+
+def first_sync(desired: Any) -> Mirrored:
+    """What a source knows after its first sync into an empty namespace."""
+    mirrored = Mirrored.from_actual(Actual({}, {}, {}, {"src": ME.created}))
+    for write in plan_writes(desired, mirrored.actual(), ME).writes:
+        mirrored.record(write)
+    return mirrored
+
+
+def test_memory_after_a_sync_plans_what_a_listing_would() -> None:
+    before = desired_objects(index("1.0.0", "1.1.0", pins={"wf": "1.0.0"}), ME)
+    mirrored = first_sync(before)
+    assert plan_writes(before, mirrored.actual(), ME).writes == []  # nothing to do again
+    listed = actual_from([], before)
+    assert Mirrored.from_actual(listed) == mirrored
+    after = desired_objects(index("1.0.0", "1.1.0", "1.2.0", pins={"wf": "1.2.0"}), ME)
+    from_memory = plan_writes(after, mirrored.actual(), ME)
+    assert from_memory.writes == plan_writes(after, listed, ME).writes
+    assert [(w.action, w.name) for w in from_memory.writes] == [
+        ("create", "wf.v1.2.0"),
+        ("patch-status", "wf.v1.2.0"),
+        ("replace-spec", "dev"),
+        ("replace-spec", "wf.dev"),
+    ]
+    for write in from_memory.writes:
+        mirrored.record(write)
+    assert plan_writes(after, mirrored.actual(), ME).writes == []
+    gone = desired_objects(index("1.0.0", "1.1.0", "1.2.0", pins={}), ME)
+    deletes = plan_writes(gone, mirrored.actual(), ME).writes
+    assert ("delete", "wf.dev") in [(w.action, w.name) for w in deletes]
+    for write in deletes:
+        mirrored.record(write)
+    assert "wf.dev" not in mirrored.deployments
+
+
+def test_memory_keeps_other_sources_objects_and_their_conflicts() -> None:
+    desired = desired_objects(index("1.0.0"), ME)
+    theirs = {
+        n: {**o, "metadata": {**o["metadata"], "labels": {"flowpin.dev/source": "old"}}}
+        for n, o in desired.versions.items()
+    }
+    listed = Actual(theirs, {}, {}, {"src": ME.created, "old": "2025-01-01T00:00:00Z"})
+    mirrored = Mirrored.from_actual(listed)
+    assert plan_writes(desired, mirrored.actual(), ME).conflicts == (
+        plan_writes(desired, listed, ME).conflicts
+    )
+
+
+def test_between_listings_retention_only_restores_pinned_versions() -> None:
+    versions = [f"1.{i}.0" for i in range(5)]
+    desired = desired_objects(index(*versions, pins={"wf": "1.0.0"}), ME)
+    mirrored = first_sync(desired)
+    for name in ("wf.v1.0.0", "wf.v1.1.0"):
+        mirrored.record(Write("patch-status", "WorkflowVersion", name, {"phase": "Archived"}))
+    writes = restore_writes(desired, mirrored, ME, Retention(keep_versions=2))
+    assert [(w.name, w.body) for w in writes] == [("wf.v1.0.0", {"phase": "Available"})]
+    assert restore_writes(desired, first_sync(desired), ME, Retention(keep_versions=2)) == []
