@@ -19,6 +19,10 @@ MANAGED_BY = "flowpin"
 
 ANNOTATION_REQUESTED_AT = f"{GROUP}/requestedAt"
 ANNOTATION_APPROVED_VERSION = f"{GROUP}/approved-version"
+# `flowpin retry-run`: a failed run resumes at its failed step when this changes.
+ANNOTATION_RETRY_RUN = f"{GROUP}/retry-run"
+# Holds a run until its outcome is folded into its version's counts (model/runstats.py).
+FINALIZER_RUN_COUNTS = f"{GROUP}/run-counts"
 
 
 @dataclass(frozen=True)

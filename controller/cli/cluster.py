@@ -491,9 +491,11 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
             f"{'✓' if g.get('open') else '✗'}{g.get('name')}" for g in s.get("gates") or []
         )
         versions = " ".join(
-            f"{v['version']}:{v.get('state')}({v.get('activeRuns', 0)})"
-            for v in s.get("versions") or []
+            f"{v['version']} {v.get('state')} ({v.get('activeRuns', 0)} runs)"
             if v.get("state") in ("Draining", "Canary")
+            else f"{v['version']} Drained"
+            for v in (s.get("versions") or [])[:4]
+            if v.get("state") in ("Draining", "Canary", "Drained")
         )
         table.add_row(
             d["spec"]["environment"],

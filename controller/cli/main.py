@@ -8,7 +8,7 @@ from typing import Literal
 import click
 
 from controller import __version__
-from controller.cli import cluster, language
+from controller.cli import cluster, language, runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +80,10 @@ for command in (
     cluster.retry,
     cluster.history,
     cluster.promote,
+    runs.run_command,
+    runs.runs_command,
+    runs.retry_run,
+    runs.cancel_run,
 ):
     cli.add_command(command)
 

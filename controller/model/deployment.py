@@ -339,3 +339,59 @@ def verified_at(status: Mapping[str, Any], version: str) -> datetime.datetime | 
             moments.append(str(item.get("finishedAt")))
     parsed = [datetime.datetime.fromisoformat(m.replace("Z", "+00:00")) for m in moments if m]
     return min(parsed) if parsed else None
+
+
+DRAINED_LIMIT = 5  # drained versions kept in status.versions, newest first
+
+
+def version_entries(
+    previous: list[dict[str, Any]],
+    active: str | None,
+    counts: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """`status.versions`: where the runs of this deployment are, with their counts per
+    version (`model.runstats.counts`). The active version is `Active`; an older version with
+    unfinished runs is `Draining` (they finish on it: runs keep the version they started
+    on); once its last run ends it is `Drained`, and the newest few Drained versions stay."""
+
+    def entry(version: str, state: str) -> dict[str, Any]:
+        found = dict(counts.get(version) or {})
+        item: dict[str, Any] = {
+            "version": version,
+            "state": state,
+            "activeRuns": found.get("active", 0),
+        }
+        if found.get("total"):
+            item["runs"] = found
+        return item
+
+    entries: list[dict[str, Any]] = [entry(active, "Active")] if active else []
+    for version in sorted(v for v, c in counts.items() if c.get("active") and v != active):
+        entries.append(entry(version, "Draining"))
+    listed = {e["version"] for e in entries}
+    drained: list[dict[str, Any]] = []
+    for item in previous:
+        old = item.get("version")
+        if old and old not in listed and item.get("state") in ("Active", "Draining", "Drained"):
+            drained.append(entry(str(old), "Drained"))
+            listed.add(old)
+    return entries + drained[:DRAINED_LIMIT]
+
+
+def total_counts(counts: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """`status.runs` of a deployment: its runs on every version."""
+    total = {"total": 0, "succeeded": 0, "failed": 0, "active": 0}
+    for found in counts.values():
+        for key in total:
+            total[key] += int(found.get(key) or 0)
+    return total
+
+
+def versions_to_cancel(
+    inflight: str, active: str | None, counts: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """With `inflight: cancel`, the runs of every version but the active one are cancelled
+    when the active version changes; with `pin` (the default) they finish where they are."""
+    if inflight != "cancel" or not active:
+        return []
+    return sorted(v for v, c in counts.items() if c.get("active") and v != active)

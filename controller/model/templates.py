@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,43 @@ def find_templates(text: str) -> list[Template]:
             raise TemplateSyntaxError(start, "empty `${ }`")
         found.append(Template(start, j + 1, expression))
         i = j + 1
+
+
+def render(value: Any, evaluate: Callable[[str], Any]) -> Any:
+    """`value` with every `${ }` replaced by what `evaluate` gives for its expression.
+
+    A string that is exactly one template takes the expression's value with its type (a
+    body field `"${ inputs.count }"` stays a number); a template inside longer text is
+    formatted into it (maps and lists as JSON). Lists and maps are rendered item by item.
+    """
+    if isinstance(value, str):
+        found = find_templates(value)
+        if not found:
+            return value.replace("$${", "${")
+        if len(found) == 1 and found[0].start == 0 and found[0].end == len(value):
+            return evaluate(found[0].expression)
+        parts: list[str] = []
+        at = 0
+        for template in found:
+            parts.append(value[at : template.start].replace("$${", "${"))
+            parts.append(_as_text(evaluate(template.expression)))
+            at = template.end
+        parts.append(value[at:].replace("$${", "${"))
+        return "".join(parts)
+    if isinstance(value, list):
+        return [render(item, evaluate) for item in value]
+    if isinstance(value, dict):
+        return {key: render(item, evaluate) for key, item in value.items()}
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

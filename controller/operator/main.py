@@ -15,12 +15,15 @@ import threading
 import kopf
 from kubernetes import client, config
 
-from controller.operator import deployments, sources
+from controller.api import kinds
+from controller.engine.http import AiohttpCaller
+from controller.operator import deployments, runs, sources, triggers
 from controller.operator.deployments import DeploymentController
 from controller.operator.http import OperatorHttpServer
 from controller.operator.kube import Kube
 from controller.operator.leader import LeaderElector
 from controller.operator.metrics import Metrics
+from controller.operator.runs import RunController
 from controller.operator.settings import OperatorSettings
 from controller.operator.sync import SourceSyncer
 from controller.operator.webhooks import add_git_push_route, kube_secret_reader
@@ -54,6 +57,24 @@ def kopf_settings_for(settings: OperatorSettings) -> kopf.OperatorSettings:
     return kopf_settings
 
 
+async def prime_caches(
+    kube: Kube,
+    namespaces: tuple[str, ...],
+    deployment_controller: DeploymentController,
+    run_controller: RunController,
+) -> None:
+    """Fill the caches with one LIST each before any worker runs: kopf delivers its initial
+    listing one object at a time, and a run decided against a half-filled cache would be
+    failed ("no active version") or counted from a partial view."""
+    for environment in await kube.list_everywhere("Environment", namespaces):
+        deployment_controller.on_environment("ADDED", environment)
+    for deployment in await kube.list_everywhere("WorkflowDeployment", namespaces):
+        deployment_controller.on_deployment("ADDED", deployment)
+    for run in await kube.list_everywhere("WorkflowRun", namespaces):
+        run_controller.on_run("ADDED", run)
+    run_controller.start()
+
+
 async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) -> None:
     config.load_config()  # type: ignore[no-untyped-call]
     elector = LeaderElector(client.CoordinationV1Api(), settings)
@@ -75,6 +96,24 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     sources.register(handlers, syncer, source_registry)
     deployment_controller = DeploymentController(kube, metrics, notes=syncer.record_note)
     deployments.register(handlers, deployment_controller)
+    http_caller = AiohttpCaller()
+    run_controller = RunController(
+        kube,
+        http_caller,
+        deployment_of=lambda ns, name: deployment_controller.cache.deployments.get((ns, name)),
+        environment_of=lambda ns, name: deployment_controller.cache.environments.get((ns, name)),
+        metrics=metrics,
+        workers=settings.run_workers,
+    )
+    runs.register(handlers, run_controller)
+    deployment_controller.run_counts = run_controller.counts_by_version
+    deployment_controller.cancel_runs = run_controller.cancel_runs
+    run_controller.on_counts_changed = lambda ns, workflow, env: deployment_controller.enqueue(
+        [(ns, kinds.deployment_object_name(workflow, env))]
+    )
+    scheduler = triggers.Scheduler(run_controller)
+    triggers.register(handlers, scheduler)
+    triggers.add_run_webhook_route(server.app, run_controller)
     add_git_push_route(server.app, source_registry, kube_secret_reader(kube))
     port = await server.start()
     logger.info("http server on %s:%d (/healthz, /readyz)", settings.http_host, port)
@@ -92,12 +131,17 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
 
         async def watch_leadership() -> None:
             await elector.keep()
+            # Lost: stop running steps at once, before kopf winds down, so that two replicas
+            # never call out for the same run.
+            await run_controller.stop()
+            await scheduler.queue.stop()
             kopf_stop.set()
 
         async def watch_stop() -> None:
             await stop.wait()
             kopf_stop.set()
 
+        await prime_caches(kube, settings.namespaces, deployment_controller, run_controller)
         tasks = [
             asyncio.create_task(watch_leadership()),
             asyncio.create_task(watch_stop()),
@@ -116,6 +160,9 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
             for task in tasks:
                 task.cancel()
             await deployment_controller.stop()
+            await run_controller.stop()
+            await scheduler.queue.stop()
+            await http_caller.close()
         if not stop.is_set() and not elector.is_leader:
             raise SystemExit("lost the leader lease; exiting so that a standby can lead")
     finally:

@@ -12,6 +12,10 @@ HELP = {
     "flowpin_source_syncs_total": "WorkflowSource sync rounds, by result.",
     "flowpin_api_writes_total": "Write calls (create, update, patch, delete) to the API server.",
     "flowpin_webhook_requests_total": "Webhook requests, by endpoint and HTTP status.",
+    "flowpin_run_steps_total": "Step results recorded by the run engine.",
+    "flowpin_runs_finished_total": "Runs that finished, by phase.",
+    "flowpin_runs_started_total": "Runs started by triggers, by trigger type.",
+    "flowpin_schedule_fires_total": "Schedule fires: run created, or it existed (seen before).",
 }
 
 

@@ -41,6 +41,8 @@ class OperatorSettings:
     """Seconds to connect to the API server."""
     max_workers: int | None = None
     """Concurrent per-object kopf workers; None (default) means no limit."""
+    run_workers: int = 64
+    """Runs advanced at once (the engine's worker pool); a waiting run holds no worker."""
     cache_dir: Path | None = None
     """Where git repositories are cached; default $FLOWPIN_CACHE/sources or
     ~/.cache/flowpin/sources. A cache only: rebuilt from the remotes after a restart."""

@@ -12,16 +12,21 @@ step (tests use it).
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
+from controller.model.triggers import sign
 from controller.testing.cluster import (
     Kubectl,
     OperatorProcess,
@@ -31,9 +36,11 @@ from controller.testing.cluster import (
 )
 from controller.testing.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
 from controller.testing.gitrepo import commit_all, repo_from_directory
+from controller.testing.httpsink import HttpSink
 
 EXAMPLES = REPO_ROOT / "examples"
 DEMO_NAMESPACE = "flowpin-demo"
+WEBHOOK_SECRET = "demo-webhook-secret"
 
 
 def say(step: str) -> None:
@@ -88,7 +95,45 @@ def edit(repo: pygit2.Repository, path: str, old: str, new: str) -> None:
     file.write_text(text.replace(old, new))
 
 
-def promotion_story(kubectl: Kubectl, repo: pygit2.Repository, plane: ControlPlane) -> None:
+def runs(kubectl: Kubectl) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl.json("get", "wfr", "-n", DEMO_NAMESPACE)["items"]
+    return items
+
+
+def post_signup(port: int, email: str) -> None:
+    """A signed delivery to the signup webhook, as a form backend would send it."""
+    body = json.dumps({"email": email}).encode()
+    delivery, timestamp = uuid.uuid4().hex, str(int(time.time()))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-Flowpin-Delivery": delivery,
+            "X-Flowpin-Timestamp": timestamp,
+            "X-Flowpin-Signature": sign(
+                WEBHOOK_SECRET,
+                delivery,
+                timestamp,
+                body,
+                f"/hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup",
+            ),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = response.read().decode()
+        print(f"POST /hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup {body.decode()}")
+        print(f"  -> {response.status} {answer}", flush=True)
+
+
+def promotion_story(
+    kubectl: Kubectl,
+    repo: pygit2.Repository,
+    plane: ControlPlane,
+    mail: HttpSink,
+    operator_port: int,
+) -> None:
     say(
         "prod soaks 1h after staging, inside weekday windows, with approval. For the demo, "
         "a commit shortens its soak to 10s and drops the windows"
@@ -103,13 +148,86 @@ def promotion_story(kubectl: Kubectl, repo: pygit2.Repository, plane: ControlPla
     commit_all(repo, "Demo: soak prod for 10s, no windows")
     flowpin(plane, "sync", "examples")
 
-    say("A commit brings lead-nurture 1.5.0: dev tracks latest and runs it at once")
-    edit(repo, "workflows/lead-nurture.yaml", "version: 1.4.0", "version: 1.5.0")
-    edit(repo, "workflows/lead-nurture.yaml", "duration: 48h", "duration: 72h")
-    commit_all(repo, "lead-nurture 1.5.0: wait three days")
+    say(
+        "Runs. For the demo, lead-nurture 1.4.1 sends its mail to a local HTTP server, waits "
+        "20s instead of two days, and its schedule fires every minute; dev runs it at once "
+        "and from now on lets in-flight runs finish on their version (inflight: pin)"
+    )
+    edit(repo, "workflows/lead-nurture.yaml", "version: 1.4.0", "version: 1.4.1")
+    edit(repo, "workflows/lead-nurture.yaml", "https://mail.example", mail.url)
+    edit(repo, "workflows/lead-nurture.yaml", "duration: 48h", "duration: 20s")
+    edit(
+        repo,
+        "workflows/lead-nurture.yaml",
+        '"0 9 * * *", timezone: Europe/Berlin}',
+        '"* * * * *", timezone: Europe/Berlin, inputs: {email: digest@example.org}}',
+    )
+    edit(repo, "environments/dev.yaml", "inflight: cancel", "inflight: pin")
+    commit_all(
+        repo,
+        "lead-nurture 1.4.1: demo mail server, short wait, frequent schedule; "
+        "dev keeps in-flight runs on their version",
+    )
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("activeVersion") == "1.4.1")
+
+    say("Three sign-ups arrive through the signed webhook; the schedule starts a run too")
+    for email in ("ada@example.org", "grace@example.org", "alan@example.org"):
+        post_signup(operator_port, email)
+    poll(  # the schedule fires at the next minute, not for a time before 1.4.1 was active
+        lambda: [r for r in runs(kubectl) if r["spec"]["trigger"]["type"] == "schedule"],
+        lambda found: len(found) >= 1,
+        timeout=75,
+        what="the schedule's run",
+    )
+    poll(
+        lambda: [(r.get("status") or {}).get("phase") for r in runs(kubectl)],
+        lambda phases: phases.count("Waiting") >= 1,
+        what="a run to wait at wait-2d",
+    )
+    show(kubectl, "get", "wfr", "-n", DEMO_NAMESPACE)
+
+    post_signup(operator_port, "edsger@example.org")  # a run surely still waiting on 1.4.1
+    say("A commit brings lead-nurture 1.5.0: dev runs it at once; the runs on 1.4.1 stay there")
+    edit(repo, "workflows/lead-nurture.yaml", "version: 1.4.1", "version: 1.5.0")
+    edit(repo, "workflows/lead-nurture.yaml", "duration: 20s", "duration: 30s")
+    commit_all(repo, "lead-nurture 1.5.0: wait a little longer")
     flowpin(plane, "sync", "examples")
     wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("activeVersion") == "1.5.0")
-    show_deployments(kubectl)
+    flowpin(plane, "status", "lead-nurture")
+    show(kubectl, "get", "wfr", "-n", DEMO_NAMESPACE)
+
+    say("The runs on 1.4.1 finish on 1.4.1: it is Drained")
+    wait_for(
+        kubectl,
+        "lead-nurture.dev",
+        lambda s: any(
+            v.get("version") == "1.4.1" and v.get("state") == "Drained"
+            for v in s.get("versions") or []
+        ),
+    )
+    show(
+        kubectl,
+        "get",
+        "wfd",
+        "lead-nurture.dev",
+        "-n",
+        DEMO_NAMESPACE,
+        "-o",
+        "jsonpath={range .status.versions[*]}{.version}{'\\t'}{.state}{'\\t'}"
+        "{.activeRuns}{'\\n'}{end}",
+    )
+    show(
+        kubectl,
+        "get",
+        "wfv",
+        "lead-nurture.v1.4.1",
+        "-n",
+        DEMO_NAMESPACE,
+        "-o",
+        "jsonpath={.status.runs}{'\\n'}",
+    )
+    print(f"the mail server received {len(mail.calls('/send'))} requests", flush=True)
 
     say("A pull request pins 1.5.0 in staging and in prod: staging verifies, prod soaks")
     edit(repo, "environments/staging.yaml", "lead-nurture: 1.4.0", "lead-nurture: 1.5.0")
@@ -162,6 +280,7 @@ def run_demo(workdir: Path, wait: bool) -> None:
         repo = repo_from_directory(EXAMPLES, repo_dir, "Add lead-nurture and onboarding")
         print(f"{repo_dir} at {repo.head.target}")
 
+        mail = HttpSink().start()
         say("Starting the operator as the flowpin-operator ServiceAccount")
         operator = OperatorProcess(
             kubeconfig=operator_kubeconfig(plane, kubectl, workdir / "operator-kubeconfig"),
@@ -185,7 +304,11 @@ def run_demo(workdir: Path, wait: bool) -> None:
             show(kubectl, "get", "wfv,wfenv", "-n", DEMO_NAMESPACE)
             wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("phase") == "Blocked")
             show_deployments(kubectl)
-            promotion_story(kubectl, repo, plane)
+            kubectl.run(
+                "create", "secret", "generic", "lead-nurture-webhook",
+                f"--from-literal=secret={WEBHOOK_SECRET}", "-n", DEMO_NAMESPACE,
+            )  # fmt: skip
+            promotion_story(kubectl, repo, plane, mail, operator.port)
             if wait:
                 say("Running. Try kubectl yourself with the KUBECONFIG above; Ctrl-C stops all")
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
@@ -195,6 +318,7 @@ def run_demo(workdir: Path, wait: bool) -> None:
             raise
         finally:
             operator.stop()
+            mail.stop()
     say("Stopped the operator and the control plane")
 
 

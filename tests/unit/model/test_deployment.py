@@ -13,7 +13,10 @@ from controller.model.deployment import (
     ANNOTATION_RETRY,
     DeploymentInputs,
     decide,
+    total_counts,
     verified_at,
+    version_entries,
+    versions_to_cancel,
 )
 from controller.model.gates import VersionInfo
 
@@ -158,3 +161,60 @@ def test_verified_at_reads_status_and_history() -> None:
     later = decide(inputs("1.5.0", status=status)).status
     assert verified_at(later, "1.4.0") == NOW  # moved on, still verified once
     assert verified_at({}, "1.4.0") is None
+
+
+# ---------------------------------------------------------------- runs per version
+
+
+def counts(active: int, total: int | None = None, succeeded: int = 0) -> dict[str, Any]:
+    total = active + succeeded if total is None else total
+    return {"total": total, "succeeded": succeeded, "failed": 0, "active": active}
+
+
+def test_the_active_version_and_the_draining_ones_with_their_runs() -> None:
+    entries = version_entries(
+        [{"version": "1.0.0", "state": "Active"}],
+        "1.1.0",
+        {"1.0.0": counts(2), "1.1.0": counts(1)},
+    )
+    assert [(e["version"], e["state"], e["activeRuns"]) for e in entries] == [
+        ("1.1.0", "Active", 1),
+        ("1.0.0", "Draining", 2),
+    ]
+    assert entries[1]["runs"]["total"] == 2
+
+
+def test_a_version_whose_last_run_ended_is_drained_and_keeps_its_counts() -> None:
+    entries = version_entries(
+        [{"version": "1.1.0", "state": "Active"}, {"version": "1.0.0", "state": "Draining"}],
+        "1.1.0",
+        {"1.0.0": counts(0, succeeded=2)},
+    )
+    assert [(e["version"], e["state"], e["activeRuns"]) for e in entries] == [
+        ("1.1.0", "Active", 0),
+        ("1.0.0", "Drained", 0),
+    ]
+    assert entries[1]["runs"]["succeeded"] == 2
+    assert "runs" not in entries[0]  # no run yet: no counts shown
+
+
+def test_drained_versions_are_bounded_newest_first() -> None:
+    previous = [{"version": f"1.{i}.0", "state": "Drained"} for i in range(9, 0, -1)]
+    entries = version_entries(previous, "2.0.0", {})
+    assert [e["version"] for e in entries] == ["2.0.0", "1.9.0", "1.8.0", "1.7.0", "1.6.0", "1.5.0"]
+
+
+def test_total_counts_add_up_every_version() -> None:
+    assert total_counts({"1.0.0": counts(1, succeeded=2), "1.1.0": counts(3)}) == {
+        "total": 6,
+        "succeeded": 2,
+        "failed": 0,
+        "active": 4,
+    }
+
+
+def test_only_inflight_cancel_cancels_and_never_the_active_version() -> None:
+    found = {"1.0.0": counts(2), "1.1.0": counts(1), "0.9.0": counts(0, succeeded=1)}
+    assert versions_to_cancel("cancel", "1.1.0", found) == ["1.0.0"]
+    assert versions_to_cancel("pin", "1.1.0", found) == []
+    assert versions_to_cancel("cancel", None, found) == []

@@ -1,0 +1,385 @@
+"""Run triggers that live in the operator: the webhook receiver and the scheduler.
+
+Webhook: `POST /hooks/{namespace}/{workflow}/{environment}/{trigger}` starts a run of the
+environment's active version with the JSON body as inputs. Answers: 202 with the run's
+name; 413 body over 1 MiB; 404 no webhook trigger at this path (unknown namespace,
+workflow, environment or trigger, or no active version yet: one neutral answer, so an
+unauthenticated caller learns nothing about what exists); 401 bad signature or stale
+timestamp, or the trigger's Secret is missing (the same answer; nothing else happens); 422
+body not a JSON object or inputs not matching the inputs schema; 409 a replayed delivery
+id; 503 the Kubernetes API failed (try again). The order of checks is size, existence,
+signature, content, replay. Secrets are read through a 30-second cache, so unauthenticated
+requests do not cost an API call each.
+
+Scheduler: for every deployment with an active version, each schedule trigger of that
+version fires at its cron times in its time zone, never for a time at or before the version
+became active; `model/triggers.py` decides the catch-up after downtime and names the runs so
+that a fire starts one run, whatever restarts or replicas do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+import urllib3
+from aiohttp import web
+from kubernetes.client.exceptions import ApiException
+
+from controller.api import kinds
+from controller.model.durations import parse_duration
+from controller.model.triggers import (
+    DEFAULT_STARTING_DEADLINE,
+    check_signature,
+    run_object,
+    schedule_run_name,
+    schedule_step,
+    webhook_path,
+    webhook_run_name,
+)
+from controller.operator.kube import Kube, Obj
+from controller.operator.runs import RunController, input_errors
+from controller.operator.workqueue import WorkQueue, utcnow
+
+logger = logging.getLogger("flowpin.triggers")
+MAX_BODY = 1024 * 1024
+DEFAULT_SECRET_KEY = "secret"
+SECRET_TTL = 30.0  # seconds a Secret's data is cached by the webhook receiver
+NOT_FOUND = "no webhook trigger at this path"
+UNAVAILABLE = "the Kubernetes API is not available; try again later"
+ScheduleKey = tuple[str, str, str, str]  # namespace, workflow, environment, trigger id
+# What the Kubernetes client raises when the API fails: an answer, or none at all.
+API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+async def _create_run(controller: RunController, namespace: str, body: Obj) -> bool:
+    """False when a run of that name exists: the same delivery or fire, seen again."""
+    try:
+        await controller.kube.create_object(kinds.WORKFLOW_RUN.kind, namespace, body)
+        return True
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise
+
+
+class SecretCache:
+    """Secrets' data per (namespace, name), kept `ttl` seconds, a missing Secret included
+    (None); concurrent misses of one Secret share one read. Errors are not kept. Values are
+    never logged."""
+
+    def __init__(
+        self, kube: Kube, ttl: float = SECRET_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.kube = kube
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[tuple[str, str], tuple[float, dict[str, str] | None]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Future[dict[str, str] | None]] = {}
+        self._warned: dict[tuple[str, str, str], float] = {}
+
+    async def get(self, namespace: str, name: str) -> dict[str, str] | None:
+        key = (namespace, name)
+        now = self.clock()
+        entry = self._entries.get(key)
+        if entry is not None and now < entry[0]:
+            return entry[1]
+        reading = self._reading.get(key)
+        if reading is None:
+            reading = asyncio.ensure_future(self.kube.secret(namespace, name))
+            # Its error is retrieved even when every request waiting for it has gone.
+            reading.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._reading[key] = reading
+            try:
+                data = await asyncio.shield(reading)
+            finally:
+                self._reading.pop(key, None)
+            self._entries = {k: v for k, v in self._entries.items() if now < v[0]}
+            self._entries[key] = (self.clock() + self.ttl, data)
+            return data
+        return await asyncio.shield(reading)
+
+    def warn_once(self, namespace: str, name: str, key: str) -> bool:
+        """True at most once per `ttl` for a Secret without its key: unauthenticated
+        callers must not be able to flood the log."""
+        now = self.clock()
+        if now < self._warned.get((namespace, name, key), float("-inf")):
+            return False
+        self._warned = {k: v for k, v in self._warned.items() if now < v}
+        self._warned[(namespace, name, key)] = now + self.ttl
+        return True
+
+
+def add_run_webhook_route(
+    app: web.Application, controller: RunController, secrets_cache: SecretCache | None = None
+) -> None:
+    cache = secrets_cache or SecretCache(controller.kube)
+
+    async def receive(request: web.Request) -> web.Response:
+        response = await _answer(request, controller, cache)
+        controller.metrics.inc(
+            "flowpin_webhook_requests_total", endpoint="run", code=str(response.status)
+        )
+        return response
+
+    app.router.add_post("/hooks/{namespace}/{workflow}/{environment}/{trigger}", receive)
+
+
+async def _answer(
+    request: web.Request, controller: RunController, cache: SecretCache
+) -> web.Response:
+    """The answer to one delivery, always JSON: a failing Kubernetes API is a 503."""
+    body = await _read(request)
+    if body is None:
+        return _error(413, "body larger than 1 MiB")
+    try:
+        return await _start_from_webhook(request, body, controller, cache)
+    except API_ERRORS as error:
+        reason = (
+            f"{error.status} {error.reason}"
+            if isinstance(error, ApiException)
+            else type(error).__name__
+        )
+        logger.warning("webhook %s: 503, the Kubernetes API failed: %s", request.path, reason)
+        response = _error(503, UNAVAILABLE)
+        response.headers["Retry-After"] = "5"
+        return response
+    except Exception:
+        logger.exception("webhook %s: 500, unexpected error", request.path)
+        return _error(500, "internal error")
+
+
+async def _read(request: web.Request) -> bytes | None:
+    """The body, or None when it is larger than MAX_BODY."""
+    if (request.content_length or 0) > MAX_BODY:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
+async def _start_from_webhook(
+    request: web.Request, body: bytes, controller: RunController, cache: SecretCache
+) -> web.Response:
+    namespace = request.match_info["namespace"]
+    workflow = request.match_info["workflow"]
+    environment = request.match_info["environment"]
+    trigger_id = request.match_info["trigger"]
+    path = webhook_path(namespace, workflow, environment, trigger_id)
+
+    def not_found(reason: str) -> web.Response:
+        logger.info("webhook %s: 404, %s", path, reason)
+        return _error(404, NOT_FOUND)
+
+    deployment = controller.deployment_of(
+        namespace, kinds.deployment_object_name(workflow, environment)
+    )
+    if deployment is None:
+        return not_found(f"no deployment of {workflow} in environment {environment}")
+    version = (deployment.get("status") or {}).get("activeVersion")
+    if not version:
+        return not_found(f"{workflow} has no active version in {environment} yet")
+    definition = await controller.definition(namespace, workflow, str(version))
+    triggers = (definition or {}).get("triggers") or []
+    trigger = next(
+        (t for t in triggers if t.get("id") == trigger_id and t.get("type") == "webhook"), None
+    )
+    if definition is None or trigger is None:
+        return not_found(f"{workflow} {version} has no webhook trigger {trigger_id}")
+
+    reference = trigger.get("secretRef") or {}
+    secret_name = str(reference.get("name"))
+    key = str(reference.get("key", DEFAULT_SECRET_KEY))
+    data = await cache.get(namespace, secret_name)
+    secret = (data or {}).get(key)
+    if not secret:
+        if cache.warn_once(namespace, secret_name, key):
+            logger.warning(
+                "webhook %s: Secret %s/%s %s; every delivery is refused with 401",
+                path, namespace, secret_name,
+                "does not exist" if data is None else f"has no key {key!r}",
+            )  # fmt: skip
+        # Checked against a random secret, so the answer is that of a bad signature.
+        secret = secrets.token_hex(32)
+    delivery = request.headers.get("X-Flowpin-Delivery") or ""
+    problem = check_signature(
+        secret,
+        delivery,
+        request.headers.get("X-Flowpin-Timestamp"),
+        request.headers.get("X-Flowpin-Signature"),
+        body,
+        path,
+        utcnow(),
+    )
+    if problem is not None:
+        return _error(401, problem)
+
+    try:
+        inputs = json.loads(body) if body.strip() else {}
+    except ValueError as error:
+        return _error(422, f"body is not JSON: {error}")
+    if not isinstance(inputs, dict):
+        return _error(422, "body must be a JSON object (the run's inputs)")
+    errors = input_errors(definition.get("inputs"), inputs)
+    if errors:
+        return _error(422, "inputs do not match the inputs schema", errors=errors)
+
+    run = run_object(workflow, environment, inputs, str(version), trigger="webhook")
+    name = webhook_run_name(workflow, environment, trigger_id, delivery)
+    run["metadata"].pop("generateName")
+    run["metadata"]["name"] = name
+    run["spec"]["trigger"].update(id=trigger_id, deliveryId=delivery)
+    if not await _create_run(controller, namespace, run):
+        return _error(409, f"delivery {delivery} was already received", run=name)
+    controller.metrics.inc("flowpin_runs_started_total", trigger="webhook")
+    return web.json_response({"run": name, "version": version}, status=202)
+
+
+def _parse_time(text: Any) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def activated_at(status: Obj) -> datetime.datetime | None:
+    """When the deployment's active version became active: `verifiedAt`, or a later
+    rollback to it (a rollback does not move `verifiedAt`)."""
+    active = status.get("activeVersion")
+    moments = [_parse_time(status.get("verifiedAt"))]
+    moments += [
+        _parse_time(item.get("finishedAt"))
+        for item in status.get("history") or []
+        if item.get("version") == active and item.get("result") == "RolledBack"
+    ]
+    found = [moment for moment in moments if moment is not None]
+    return max(found) if found else None
+
+
+class Scheduler:
+    """Fires schedule triggers of active versions. Keys are (namespace, workflow,
+    environment, trigger); each is woken at its next fire time by the work queue."""
+
+    def __init__(self, controller: RunController) -> None:
+        self.controller = controller
+        self.active: dict[tuple[str, str], Obj] = {}  # deployment key → its body
+        self.last_fired: dict[ScheduleKey, datetime.datetime] = {}
+        self.armed: dict[ScheduleKey, datetime.datetime] = {}  # one timer per key
+        self.queue: WorkQueue[ScheduleKey] = WorkQueue(self.handle, 4, "schedules")
+
+    def on_deployment(self, event_type: str, body: Obj) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        before = ((self.active.get(key) or {}).get("status") or {}).get("activeVersion")
+        spec = body.get("spec") or {}
+        workflow, environment = str(spec.get("workflow")), str(spec.get("environment"))
+        if event_type == "DELETED":
+            self.active.pop(key, None)
+            self._forget(key[0], workflow, environment)
+            return
+        self.active[key] = body
+        after = (body.get("status") or {}).get("activeVersion")
+        if after and after != before:
+            self.queue.enqueue([(key[0], workflow, environment, "*")])
+
+    def _forget(
+        self, namespace: str, workflow: str, environment: str, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Drop what is remembered of a deployment's schedules, but those in `keep`."""
+        for known in (self.armed, self.last_fired):
+            for key in [
+                k for k in known if k[:3] == (namespace, workflow, environment) and k[3] not in keep
+            ]:
+                del known[key]
+
+    async def handle(self, key: ScheduleKey) -> None:
+        namespace, workflow, environment, trigger_id = key
+        deployment = self.active.get(
+            (namespace, kinds.deployment_object_name(workflow, environment))
+        )
+        status = (deployment or {}).get("status") or {}
+        version = status.get("activeVersion")
+        if not version:
+            self._forget(namespace, workflow, environment)
+            return
+        definition = await self.controller.definition(namespace, workflow, str(version))
+        schedules = [
+            t for t in (definition or {}).get("triggers") or [] if t.get("type") == "schedule"
+        ]
+        if trigger_id == "*":  # a new active version: (re)arm each of its schedules
+            ids = [str(t["id"]) for t in schedules]
+            self._forget(namespace, workflow, environment, keep=frozenset(ids))
+            self.queue.enqueue([(namespace, workflow, environment, i) for i in ids])
+            return
+        trigger = next((t for t in schedules if t.get("id") == trigger_id), None)
+        if trigger is None:  # the active version no longer has this schedule
+            self.armed.pop(key, None)
+            self.last_fired.pop(key, None)
+            return
+        deadline = (
+            parse_duration(str(trigger["startingDeadline"]))
+            if trigger.get("startingDeadline")
+            else DEFAULT_STARTING_DEADLINE
+        )
+        now = utcnow()
+        due, next_at = schedule_step(
+            str(trigger["schedule"]),
+            str(trigger.get("timezone", "UTC")),
+            deadline,
+            self.last_fired.get(key),
+            now,
+            # A newly active version does not fire for a time before it became active.
+            not_before=activated_at(status),
+        )
+        if due is not None:
+            run = run_object(
+                workflow, environment, dict(trigger.get("inputs") or {}), None, "schedule"
+            )
+            run["metadata"].pop("generateName")
+            run["metadata"]["name"] = schedule_run_name(workflow, environment, trigger_id, due)
+            run["spec"]["trigger"].update(id=trigger_id, at=due.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            created = await _create_run(self.controller, namespace, run)
+            self.controller.metrics.inc(
+                "flowpin_schedule_fires_total", result="created" if created else "exists"
+            )
+            if created:
+                self.controller.metrics.inc("flowpin_runs_started_total", trigger="schedule")
+                logger.info(
+                    "%s/%s: schedule %s fired for %s",
+                    namespace,
+                    run["metadata"]["name"],
+                    trigger_id,
+                    due,
+                )
+            self.last_fired[key] = due
+        if self.armed.get(key) != next_at:
+            self.armed[key] = next_at
+            self.queue.wake_at(next_at, key)
+
+
+def register(handlers: kopf.OperatorRegistry, scheduler: Scheduler) -> None:
+    @kopf.on.event(  # type: ignore[arg-type]
+        kinds.GROUP,
+        kinds.VERSION,
+        kinds.WORKFLOW_DEPLOYMENT.plural,
+        id="schedule-workflowdeployment",
+        registry=handlers,
+    )
+    async def on_event(event: dict[str, Any], **_: Any) -> None:
+        scheduler.queue.start()
+        scheduler.on_deployment(event.get("type") or "ADDED", copy.deepcopy(event["object"]))
