@@ -911,7 +911,11 @@ def converge(
     )
 
     wfv_status = api_count(api_delta, "workflowversions/status", "PATCH")
-    sync_wfv_status = min(wfv_status, len(created))  # one per new version, at its creation
+    # The sync's own status writes of versions (none since versions carry spec.facts); the
+    # rest are the deployment controller's status.environments.
+    sync_wfv_status = sum(
+        c for k, c in by_kind_delta.items() if k.startswith("sync WorkflowVersion patch-status")
+    )
     per_deployment = (
         api_count(api_delta, "workflowdeployments", "PATCH")
         + api_count(api_delta, "workflowdeployments/status", "PATCH")
@@ -939,7 +943,7 @@ def converge(
         f"caused was done ({settled:.1f} s; {at_convergence} of them by convergence), "
         f"divided by {total} converged deployments; target <= 3. API server "
         f"(apiserver_request_total, write verbs): {writes_text(api_delta)}. Of the wfv/status "
-        f"patches, {sync_wfv_status} are the sync's status of each new version and "
+        f"patches, {sync_wfv_status} are the sync's (versions without spec.facts) and "
         f"{wfv_status - sync_wfv_status} the deployment controller's status.environments. "
         f"Per deployment object (wfd spec + wfd status + its Events): "
         f"{per_deployment / total:.2f}. Transitions: {by_result or 'none'}",

@@ -23,9 +23,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +32,8 @@ from common import percentile, process_cpu_seconds, process_peak_rss_mib, report
 from kubernetes import client, config
 
 from controller.api import kinds
-from controller.model.triggers import run_object, sign
+from controller.model.triggers import run_object
+from controller.testing import webhooks
 from controller.testing.cluster import (
     Kubectl,
     OperatorProcess,
@@ -155,28 +153,8 @@ def concurrent_runs(plan: Plan, api: client.CustomObjectsApi, operator: Operator
 
 def deliver(port: int, payload: dict[str, object]) -> int:
     body = json.dumps(payload).encode()
-    delivery = uuid.uuid4().hex
-    timestamp = str(int(time.time()))
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/hooks/{NAMESPACE}/hook/dev/in",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-Flowpin-Delivery": delivery,
-            "X-Flowpin-Timestamp": timestamp,
-            "X-Flowpin-Signature": sign(
-                SECRET, delivery, timestamp, body, f"/hooks/{NAMESPACE}/hook/dev/in"
-            ),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 0
+    status, _ = webhooks.deliver(port, f"/hooks/{NAMESPACE}/hook/dev/in", body, SECRET)
+    return status
 
 
 def closed_loop(port: int, senders: int, seconds: float) -> tuple[float, list[int]]:
@@ -203,7 +181,7 @@ def closed_loop(port: int, senders: int, seconds: float) -> tuple[float, list[in
     return sum(accepted) / (time.monotonic() - started), errors
 
 
-def webhooks(plan: Plan, port: int) -> None:
+def webhook_figures(plan: Plan, port: int) -> None:
     latencies = []
     for n in range(plan.latency_samples):
         started = time.perf_counter()
@@ -292,7 +270,7 @@ def main() -> None:
             what="both deployments Verified",
         )
         concurrent_runs(plan, api, operator)
-        webhooks(plan, operator.port)
+        webhook_figures(plan, operator.port)
     finally:
         if operator is not None:
             operator.stop()

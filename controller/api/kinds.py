@@ -94,7 +94,7 @@ WORKFLOW_VERSION = Kind(
     columns=(
         PrinterColumn("Workflow", ".spec.workflow"),
         PrinterColumn("Version", ".spec.version"),
-        PrinterColumn("Change", ".status.changeClass", description="vs the previous version"),
+        PrinterColumn("Change", ".spec.facts.changeClass", description="vs the previous version"),
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Runs", ".status.runs.total", "integer"),
         PrinterColumn("Commit", ".spec.git.commit", priority=1),

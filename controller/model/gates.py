@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.model.durations import format_duration, parse_duration
+from controller.model.mirror import invalid_message
 from controller.model.schedule import Window, window_state
 
 GATE_ORDER = ("valid", "upstream", "soak", "window", "approval")
@@ -25,6 +26,24 @@ class VersionInfo:
     exists: bool
     valid: bool = True
     problem: str = ""  # why it is invalid
+
+
+def version_info(obj: Mapping[str, Any]) -> VersionInfo | None:
+    """What a WorkflowVersion object says of its validity: its `spec.facts`, written at its
+    creation; for a version created before versions carried facts, its Ready condition
+    (None while such a version has no status yet)."""
+    facts = (obj.get("spec") or {}).get("facts")
+    if isinstance(facts, Mapping):
+        if facts.get("valid", True) is False:
+            return VersionInfo(True, False, invalid_message(list(facts.get("problems") or [])))
+        return VersionInfo(True)
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    if not conditions:
+        return None
+    for condition in conditions:
+        if condition.get("type") == "Ready" and condition.get("status") == "False":
+            return VersionInfo(True, False, str(condition.get("message", "")))
+    return VersionInfo(True)
 
 
 @dataclass(frozen=True)

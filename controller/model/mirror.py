@@ -123,16 +123,41 @@ def version_object(record: VersionRecord, source: SourceMeta) -> Obj:
     }
 
 
+# At most this many problems are kept in `spec.facts.problems`.
+MAX_FACT_PROBLEMS = 20
+
+
+def version_facts(record: VersionRecord, previous: VersionRecord | None) -> Obj:
+    """`spec.facts`: what never changes about a version once mirrored (its change against
+    the previous version, its validity), written with its spec at creation so that a new
+    version needs no status write."""
+    change = "initial" if previous is None else diff_specs(previous.spec, record.spec).change_class
+    errors = [p for p in record.problems if p.is_error]
+    facts: Obj = {"changeClass": change}
+    if previous is not None:
+        facts["previousVersion"] = previous.version
+    facts["valid"] = not errors
+    facts["problems"] = [f"{p.file}:{p.line}: {p.message}" for p in errors[:MAX_FACT_PROBLEMS]]
+    return facts
+
+
+def invalid_message(problems: Sequence[str]) -> str:
+    """The message of an invalid version, from its `spec.facts.problems`."""
+    return "Invalid: " + "; ".join(str(p) for p in problems[:5])
+
+
 def version_status(
     record: VersionRecord, previous: VersionRecord | None, generation: int = 1
 ) -> Obj:
-    """The status a version gets once, when it is mirrored."""
+    """The status a version got once, when it was mirrored, before its spec carried
+    `facts`: written now only for such a version whose status is missing (a crash between
+    its create and its status)."""
     change = "initial" if previous is None else diff_specs(previous.spec, record.spec).change_class
     errors = [p for p in record.problems if p.is_error]
     message = (
         "Valid."
         if not errors
-        else "Invalid: " + "; ".join(f"{p.file}:{p.line}: {p.message}" for p in errors[:5])
+        else invalid_message([f"{p.file}:{p.line}: {p.message}" for p in errors])
     )
     conditions = set_condition(
         [],
@@ -220,8 +245,8 @@ def deployment_object(
 @dataclass
 class Desired:
     versions: dict[str, Obj] = field(default_factory=dict)
-    # name → (record, previous version's record): the status (a diff against the previous
-    # version) is computed only for the versions a write needs it for.
+    # name → (record, previous version's record): the facts (a diff against the previous
+    # version) are computed only for the versions a write needs them for.
     version_records: dict[str, tuple[VersionRecord, VersionRecord | None]] = field(
         default_factory=dict
     )
@@ -232,6 +257,13 @@ class Desired:
     def version_status(self, name: str) -> Obj:
         record, previous = self.version_records[name]
         return version_status(record, previous)
+
+    def version_to_create(self, name: str) -> Obj:
+        """The version as created: its object with `spec.facts`. (`versions` holds them
+        without: a version's spec is never compared, and the facts need a diff.)"""
+        obj = self.versions[name]
+        record, previous = self.version_records[name]
+        return {**obj, "spec": {**obj["spec"], "facts": version_facts(record, previous)}}
 
     def workflows(self) -> set[str]:
         return {obj["spec"]["workflow"] for obj in self.versions.values()}
@@ -334,7 +366,10 @@ def _needs_update(desired: Obj, current: Obj) -> bool:
 
 
 def _status_missing(current: Obj) -> bool:
-    """A version whose status was never written (a crash between create and status)."""
+    """A version created before versions carried `spec.facts` whose status was never
+    written (a crash between create and status). A version with facts needs no status."""
+    if (current.get("spec") or {}).get("facts"):
+        return False
     status = current.get("status") or {}
     return not status.get("changeClass") or not status.get("conditions")
 
@@ -350,11 +385,9 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
         for name, obj in wanted.items():
             current = existing.get(name)
             if current is None:
+                if kind == "WorkflowVersion":  # its facts in the spec: no status write
+                    obj = desired.version_to_create(name)
                 plan.writes.append(Write("create", kind, name, obj))
-                if kind == "WorkflowVersion":
-                    plan.writes.append(
-                        Write("patch-status", kind, name, desired.version_status(name))
-                    )
                 continue
             owner = _source_of(current)
             if not _owner_wins(me, owner, actual):
@@ -364,8 +397,9 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
                 )
                 continue
             if kind == "WorkflowVersion":
-                # The spec is immutable: adopt (labels) if needed, and finish the status
-                # when a crash came between create and status.
+                # The spec is immutable (never replaced, also not to add the facts a version
+                # created before them lacks): adopt (labels) if needed, and finish the status
+                # of such a version when a crash came between its create and its status.
                 if owner != me.name:
                     plan.writes.append(Write("adopt", kind, name, obj))
                 if _status_missing(current):
@@ -393,11 +427,14 @@ _VERSION_STATUS_KEYS = ("phase", "changeClass", "previousVersion", "conditions")
 
 def _reduced(kind: Kind, obj: Obj) -> Obj:
     """What `plan_writes` and retention compare of an object: its labels; the spec of an
-    Environment or a WorkflowDeployment (a version's spec is immutable); the status fields
-    of a version that a source writes."""
+    Environment or a WorkflowDeployment (a version's spec is immutable: only its facts, if
+    it has them); the status fields of a version that a source writes."""
     labels = dict((obj.get("metadata") or {}).get("labels") or {})
     reduced: Obj = {"metadata": {"labels": labels}}
     if kind == "WorkflowVersion":
+        facts = (obj.get("spec") or {}).get("facts")
+        if facts:
+            reduced["spec"] = {"facts": facts}
         status = obj.get("status") or {}
         reduced["status"] = {k: status[k] for k in _VERSION_STATUS_KEYS if k in status}
     else:

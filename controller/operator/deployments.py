@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime
-import heapq
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterable
@@ -41,9 +39,11 @@ from controller.model.deployment import (
     version_entries,
     versions_to_cancel,
 )
-from controller.model.gates import VersionInfo
+from controller.model.gates import VersionInfo, version_info
 from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
+from controller.operator.watches import watch
+from controller.operator.workqueue import WorkQueue
 
 logger = logging.getLogger("flowpin.deployments")
 audit = logging.getLogger("flowpin.audit")
@@ -93,14 +93,7 @@ class DeploymentController:
         # versions (`inflight: cancel`).
         self.run_counts: RunCounter = lambda ns, wf, env, ledgers: {}
         self.cancel_runs: RunCanceller = _cancel_nothing
-        self.workers = workers
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
-        self._processing: set[Key] = set()
-        self._dirty: set[Key] = set()
-        self._timers: list[tuple[datetime.datetime, Key]] = []
-        self._timer_changed = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_key, workers, "deployments")
         self._notes_in_flight: set[asyncio.Task[None]] = set()
         self._environments_due: set[tuple[str, str]] = set()  # (namespace, workflow)
         self._environments_flush: asyncio.Task[None] | None = None
@@ -112,64 +105,27 @@ class DeploymentController:
 
     def enqueue(self, keys: Iterable[Key]) -> None:
         self._touch()
-        for key in keys:
-            if key not in self._queued:
-                self._queued.add(key)
-                self._queue.put_nowait(key)
+        self.queue.enqueue(keys)
 
     def wake_at(self, moment: datetime.datetime, key: Key) -> None:
-        heapq.heappush(self._timers, (moment, key))
-        self._timer_changed.set()
+        self.queue.wake_at(moment, key)
 
     def start(self) -> None:
-        if self._tasks:
-            return
-        self._tasks = [asyncio.create_task(self._worker()) for _ in range(self.workers)]
-        self._tasks.append(asyncio.create_task(self._timer_loop()))
+        self.queue.start()
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *([self._environments_flush] if self._environments_flush else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks = []
+        await self.queue.stop()
+        if self._environments_flush is not None:
+            self._environments_flush.cancel()
+            await asyncio.gather(self._environments_flush, return_exceptions=True)
         self._environments_flush = None
 
-    async def _worker(self) -> None:
-        while True:
-            key = await self._queue.get()
-            self._queued.discard(key)
-            if key in self._processing:
-                # One worker per key at a time: another one reconciles it now. It runs
-                # again when that one is done, with what changed meanwhile.
-                self._dirty.add(key)
-                continue
-            self._processing.add(key)
-            try:
-                with writer("deployments"):
-                    await self.reconcile(key)
-            except Exception:  # the API server may be restarting; retry a little later
-                logger.exception("reconciling %s/%s failed; retrying in 5s", *key)
-                self.wake_at(_now() + datetime.timedelta(seconds=5), key)
-            finally:
-                self._processing.discard(key)
-                self._touch()
-                if key in self._dirty:
-                    self._dirty.discard(key)
-                    self.enqueue([key])
-
-    async def _timer_loop(self) -> None:
-        while True:
-            self._timer_changed.clear()
-            timeout = None
-            now = _now()
-            while self._timers and self._timers[0][0] <= now:
-                _, key = heapq.heappop(self._timers)
-                self.enqueue([key])
-            if self._timers:
-                timeout = (self._timers[0][0] - now).total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._timer_changed.wait(), timeout)
+    async def _reconcile_key(self, key: Key) -> None:
+        try:
+            with writer("deployments"):
+                await self.reconcile(key)
+        finally:
+            self._touch()
 
     # ------------------------------------------------------------------ events
 
@@ -223,8 +179,9 @@ class DeploymentController:
     async def _version_info(
         self, namespace: str, workflow: str, version: str | None
     ) -> VersionInfo | None:
-        """What the gates need of a version; None while it exists without its status (the
-        source sync writes it right after the create; its watch event comes back here)."""
+        """What the gates need of a version: its `spec.facts` (written with its create); for
+        a version created before facts, its status, and None while it has none yet (its
+        watch event comes back here)."""
         if not version:
             return VersionInfo(False)
         key = (namespace, kinds.version_object_name(workflow, version))
@@ -236,13 +193,7 @@ class DeploymentController:
                 return VersionInfo(False)
             # The watch brings it too; until then (and never over what it brought) keep it.
             obj = self.cache.versions.setdefault(key, obj)
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        if not conditions:
-            return None
-        for condition in conditions:
-            if condition.get("type") == "Ready" and condition.get("status") == "False":
-                return VersionInfo(True, False, str(condition.get("message", "")))
-        return VersionInfo(True)
+        return version_info(obj)
 
     async def reconcile(self, key: Key) -> None:
         deployment = self.cache.deployments.get(key)
@@ -341,7 +292,7 @@ class DeploymentController:
             self._environments_flush = asyncio.create_task(self._flush_environments())
 
     def _settled(self) -> bool:
-        return not self._queue.qsize() and not self._processing
+        return len(self.queue) == 0
 
     async def _flush_environments(self) -> None:
         loop = asyncio.get_running_loop()
@@ -469,15 +420,9 @@ def _now() -> datetime.datetime:
 
 
 def register(handlers: kopf.OperatorRegistry, controller: DeploymentController) -> None:
-    def watch(kind: kinds.Kind, callback: Any) -> None:
-        @kopf.on.event(  # type: ignore[arg-type]
-            kinds.GROUP, kinds.VERSION, kind.plural, id=f"cache-{kind.singular}", registry=handlers
-        )
-        async def on_event(event: dict[str, Any], **_: Any) -> None:
-            # async: kopf runs plain functions in threads, away from the queue's event loop
-            controller.start()
-            callback(event.get("type") or "ADDED", copy.deepcopy(event["object"]))
-
-    watch(kinds.WORKFLOW_DEPLOYMENT, controller.on_deployment)
-    watch(kinds.ENVIRONMENT, controller.on_environment)
-    watch(kinds.WORKFLOW_VERSION, controller.on_version)
+    for kind, callback in (
+        (kinds.WORKFLOW_DEPLOYMENT, controller.on_deployment),
+        (kinds.ENVIRONMENT, controller.on_environment),
+        (kinds.WORKFLOW_VERSION, controller.on_version),
+    ):
+        watch(handlers, kind, f"cache-{kind.singular}", callback, controller.start)

@@ -34,6 +34,7 @@ from controller.model import runs as machine
 from controller.model import runstats
 from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
+from controller.operator.watches import watch
 from controller.operator.workqueue import WorkQueue, utcnow
 
 logger = logging.getLogger("flowpin.runs")
@@ -553,13 +554,4 @@ def _version(run: Obj | None) -> str | None:
 
 
 def register(handlers: kopf.OperatorRegistry, controller: RunController) -> None:
-    @kopf.on.event(  # type: ignore[arg-type]
-        kinds.GROUP,
-        kinds.VERSION,
-        kinds.WORKFLOW_RUN.plural,
-        id="cache-workflowrun",
-        registry=handlers,
-    )
-    async def on_event(event: dict[str, Any], **_: Any) -> None:
-        controller.start()
-        controller.on_run(event.get("type") or "ADDED", copy.deepcopy(event["object"]))
+    watch(handlers, kinds.WORKFLOW_RUN, "cache-workflowrun", controller.on_run, controller.start)

@@ -19,9 +19,10 @@ an object a user deleted or edited by hand is recreated or repaired by the next 
 (at the latest `full_every` intervals later, at once with `flowpin sync`), and versions are
 archived by retention only in a full sync (an incremental one only makes an archived version
 Available again when it is pinned). A create that finds its object already there (someone
-else made it meanwhile) counts as done, skips that version's status, and makes the next sync
-a full one. Memory is only trusted after a sync that completed: a failure or a crash in the
-middle leaves none, so the next sync lists everything again.
+else made it meanwhile) counts as done and makes the next sync a full one (a version is
+created with its facts in its spec, and needs no status write). Memory is only trusted after
+a sync that completed: a failure or a crash in the middle leaves none, so the next sync lists
+everything again.
 """
 
 from __future__ import annotations
@@ -396,12 +397,13 @@ class SourceSyncer:
         return retention_writes(facts, in_use, policy, datetime.datetime.now(datetime.UTC))
 
     async def _apply(self, namespace: str, writes: list[Write], mirrored: Mirrored) -> int:
-        """Versions first (created, adopted, their status written), then Environments, then
-        WorkflowDeployments, deletes last; each group concurrently within the client's
-        limit. A deployment is thus never written before the version it refers to, with its
-        status (validity), is there. Every write done is remembered in `mirrored`. Returns
-        how many creates found their object already there (not remembered: not ours to
-        know); a version's status is then not written by this sync."""
+        """Versions first (created with their facts, validity included, in the spec;
+        adopted; the status of a version from before facts repaired), then Environments,
+        then WorkflowDeployments, deletes last; each group concurrently within the client's
+        limit. A deployment is thus never written before the version it refers to is there.
+        Every write done is remembered in `mirrored`. Returns how many creates found their
+        object already there (not remembered: not ours to know); any other write of that
+        object is then left to the next, full, sync."""
         action_order = {"create": 0, "adopt": 1, "patch-status": 2, "replace-spec": 3}
         kind_order = {"WorkflowVersion": 0, "Environment": 1, "WorkflowDeployment": 2}
         groups: dict[tuple[int, int, int], list[Write]] = {}

@@ -20,7 +20,6 @@ that a fire starts one run, whatever restarts or replicas do.
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import json
 import logging
@@ -47,6 +46,7 @@ from controller.model.triggers import (
 )
 from controller.operator.kube import Kube, Obj
 from controller.operator.runs import RunController, input_errors
+from controller.operator.watches import watch
 from controller.operator.workqueue import WorkQueue, utcnow
 
 logger = logging.getLogger("flowpin.triggers")
@@ -373,13 +373,10 @@ class Scheduler:
 
 
 def register(handlers: kopf.OperatorRegistry, scheduler: Scheduler) -> None:
-    @kopf.on.event(  # type: ignore[arg-type]
-        kinds.GROUP,
-        kinds.VERSION,
-        kinds.WORKFLOW_DEPLOYMENT.plural,
-        id="schedule-workflowdeployment",
-        registry=handlers,
+    watch(
+        handlers,
+        kinds.WORKFLOW_DEPLOYMENT,
+        "schedule-workflowdeployment",
+        scheduler.on_deployment,
+        scheduler.queue.start,
     )
-    async def on_event(event: dict[str, Any], **_: Any) -> None:
-        scheduler.queue.start()
-        scheduler.on_deployment(event.get("type") or "ADDED", copy.deepcopy(event["object"]))

@@ -17,16 +17,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pygit2
 
-from controller.model.triggers import sign
+from controller.testing import webhooks
 from controller.testing.cluster import (
     Kubectl,
     OperatorProcess,
@@ -103,28 +100,12 @@ def runs(kubectl: Kubectl) -> list[dict[str, Any]]:
 def post_signup(port: int, email: str) -> None:
     """A signed delivery to the signup webhook, as a form backend would send it."""
     body = json.dumps({"email": email}).encode()
-    delivery, timestamp = uuid.uuid4().hex, str(int(time.time()))
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-Flowpin-Delivery": delivery,
-            "X-Flowpin-Timestamp": timestamp,
-            "X-Flowpin-Signature": sign(
-                WEBHOOK_SECRET,
-                delivery,
-                timestamp,
-                body,
-                f"/hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup",
-            ),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = response.read().decode()
-        print(f"POST /hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup {body.decode()}")
-        print(f"  -> {response.status} {answer}", flush=True)
+    path = f"/hooks/{DEMO_NAMESPACE}/lead-nurture/dev/signup"
+    status, answer = webhooks.deliver(port, path, body, WEBHOOK_SECRET)
+    print(f"POST {path} {body.decode()}")
+    print(f"  -> {status} {json.dumps(answer)}", flush=True)
+    if status != 202:
+        raise RuntimeError(f"the webhook answered {status}: {answer}")
 
 
 def promotion_story(

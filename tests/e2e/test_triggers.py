@@ -6,9 +6,6 @@ from __future__ import annotations
 import datetime
 import json
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +13,9 @@ from typing import Any
 import pygit2
 import pytest
 
-from controller.model.triggers import schedule_run_name, sign
+from controller.model.triggers import schedule_run_name
 from controller.operator.triggers import NOT_FOUND
+from controller.testing import webhooks
 from controller.testing.cluster import Kubectl, OperatorProcess, poll
 from controller.testing.gitrepo import commit_all
 from controller.testing.httpsink import HttpSink
@@ -102,26 +100,15 @@ def deliver(
     path: str = "signup/dev/form",
     signed_path: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    delivery = delivery or uuid.uuid4().hex
-    timestamp = str(int(sent_at if sent_at is not None else time.time()))
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/hooks/{namespace}/{path}",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-Flowpin-Delivery": delivery,
-            "X-Flowpin-Timestamp": timestamp,
-            "X-Flowpin-Signature": sign(
-                secret, delivery, timestamp, body, signed_path or f"/hooks/{namespace}/{path}"
-            ),
-        },
+    return webhooks.deliver(
+        port,
+        f"/hooks/{namespace}/{path}",
+        body,
+        secret,
+        delivery=delivery,
+        sent_at=sent_at,
+        signed_path=signed_path,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def runs_of(kubectl: Kubectl, namespace: str, trigger: str) -> list[dict[str, Any]]:

@@ -207,10 +207,10 @@ def test_a_new_commit_is_synced_without_listing_and_as_a_full_sync_would(
         ("create", "WorkflowVersion", "lead-nurture.v1.5.0"),
         ("patch", "WorkflowDeployment", "lead-nurture.dev"),  # dev pins latest
         ("patch-status", "WorkflowSource", "src"),
-        ("patch-status", "WorkflowVersion", "lead-nurture.v1.5.0"),
-    ]
+    ]  # the version's facts are in its spec: no status write
     version = kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.5.0")]
-    assert version["status"]["previousVersion"] == "1.4.0"
+    assert version["spec"]["facts"]["previousVersion"] == "1.4.0"
+    assert "status" not in version
     assert kube.objects[("WorkflowSource", NS, "src")]["status"]["counts"]["versions"] == 3
     assert fresh_full_sync_writes(kube, tmp_path) == []  # nothing left for a full sync
 
@@ -253,7 +253,7 @@ def test_a_failed_write_makes_the_next_sync_a_full_one(
     source = syncer(kube, tmp_path)
     sync(source)
     bump(repo, "1.5.0")
-    kube.fail = lambda verb, kind, name: verb == "patch-status" and kind == "WorkflowVersion"
+    kube.fail = lambda verb, kind, name: verb == "patch" and kind == "WorkflowDeployment"
     with pytest.raises(RuntimeError):
         sync(source)
     kube.fail = lambda verb, kind, name: False
@@ -261,7 +261,7 @@ def test_a_failed_write_makes_the_next_sync_a_full_one(
     again = sync(source)  # the same commit: completed by listing everything
     assert again.full and kube.lists
     version = kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.5.0")]
-    assert version["status"]["changeClass"] == "none"
+    assert version["spec"]["facts"]["changeClass"] == "none"
     assert fresh_full_sync_writes(kube, tmp_path) == []
 
 

@@ -14,6 +14,7 @@ from controller.model.gates import (
     evaluate_gates,
     first_closed,
     next_opening,
+    version_info,
 )
 
 EXISTS = VersionInfo(True)
@@ -103,3 +104,17 @@ def test_approval_needs_the_same_version() -> None:
 def test_everything_open() -> None:
     result = gates(PROD, verified=NOW - 2 * HOUR, approved="1.4.0")
     assert all(g.open for g in result)
+
+
+def test_version_info_reads_spec_facts_first_then_the_status_of_older_versions() -> None:
+    facts = {"changeClass": "initial", "valid": False, "problems": ["w.yaml:3: bad"]}
+    assert version_info({"spec": {"facts": facts}}) == VersionInfo(
+        True, False, "Invalid: w.yaml:3: bad"
+    )
+    valid = {"changeClass": "none", "valid": True, "problems": []}
+    stale = {"conditions": [{"type": "Ready", "status": "False", "message": "old"}]}
+    assert version_info({"spec": {"facts": valid}, "status": stale}) == VersionInfo(True)
+    assert version_info({"spec": {}, "status": stale}) == VersionInfo(True, False, "old")
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    assert version_info({"spec": {}, "status": ready}) == VersionInfo(True)
+    assert version_info({"spec": {}}) is None  # created before facts, its status not yet

@@ -60,8 +60,8 @@ def index(*versions: str, pins: dict[str, str] | None = None) -> VersionIndex:
 
 
 def actual_from(writes: list[Any], desired: Any) -> Actual:
-    """The cluster after applying a first sync's writes."""
-    versions = {n: {**o, "status": desired.version_status(n)} for n, o in desired.versions.items()}
+    """The cluster after applying a first sync's writes (versions with their spec facts)."""
+    versions = {n: desired.version_to_create(n) for n in desired.versions}
     return Actual(
         versions, dict(desired.environments), dict(desired.deployments), {"src": ME.created}
     )
@@ -71,10 +71,49 @@ def test_first_sync_creates_everything_and_a_second_writes_nothing() -> None:
     desired = desired_objects(index("1.0.0", "1.1.0"), ME)
     first = plan_writes(desired, Actual({}, {}, {}, {"src": ME.created}), ME)
     assert sorted((w.action, w.kind) for w in first.writes) == sorted(
-        [("create", "WorkflowVersion"), ("patch-status", "WorkflowVersion")] * 2
+        [("create", "WorkflowVersion")] * 2
         + [("create", "Environment"), ("create", "WorkflowDeployment")]
     )
     assert plan_writes(desired, actual_from(first.writes, desired), ME).writes == []
+
+
+def test_a_new_version_carries_its_facts_in_its_spec() -> None:
+    idx = index("1.0.0", "1.1.0")
+    idx.versions["wf"]["1.2.0"] = record("1.2.0", valid=False)
+    desired = desired_objects(idx, ME)
+    first = plan_writes(desired, Actual({}, {}, {}, {"src": ME.created}), ME)
+    created = {w.name: w.body for w in first.writes if w.kind == "WorkflowVersion"}
+    assert all(body is not None and "status" not in body for body in created.values())
+    facts = {n: b["spec"]["facts"] for n, b in created.items() if b is not None}
+    assert facts["wf.v1.0.0"] == {"changeClass": "initial", "valid": True, "problems": []}
+    assert facts["wf.v1.1.0"] == {
+        "changeClass": "none",
+        "previousVersion": "1.0.0",
+        "valid": True,
+        "problems": [],
+    }
+    assert facts["wf.v1.2.0"]["valid"] is False
+    assert facts["wf.v1.2.0"]["problems"] == ["w.yaml:1: bad"]
+    assert "facts" not in desired.versions["wf.v1.0.0"]["spec"]  # computed for creates only
+
+
+def test_a_version_created_before_facts_is_never_given_a_new_spec() -> None:
+    desired = desired_objects(index("1.0.0", "1.1.0"), ME)
+    old = {n: {**o, "status": desired.version_status(n)} for n, o in desired.versions.items()}
+    listed = Actual(old, dict(desired.environments), dict(desired.deployments), {"src": ME.created})
+    assert plan_writes(desired, listed, ME).writes == []
+    assert plan_writes(desired, Mirrored.from_actual(listed).actual(), ME).writes == []
+    # Its status lost to a crash between create and status: the status, never the spec.
+    bare = {n: dict(o) for n, o in desired.versions.items()}
+    crashed = Actual(
+        bare, dict(desired.environments), dict(desired.deployments), listed.source_created
+    )
+    writes = plan_writes(desired, crashed, ME).writes
+    assert sorted((w.action, w.name) for w in writes) == [
+        ("patch-status", "wf.v1.0.0"),
+        ("patch-status", "wf.v1.1.0"),
+    ]
+    assert writes[0].body is not None and writes[0].body["changeClass"] == "initial"
 
 
 def test_latest_resolves_to_the_highest_valid_version() -> None:
@@ -256,7 +295,6 @@ def test_memory_after_a_sync_plans_what_a_listing_would() -> None:
     assert from_memory.writes == plan_writes(after, listed, ME).writes
     assert [(w.action, w.name) for w in from_memory.writes] == [
         ("create", "wf.v1.2.0"),
-        ("patch-status", "wf.v1.2.0"),
         ("replace-spec", "dev"),
         ("replace-spec", "wf.dev"),
     ]
