@@ -77,6 +77,20 @@ class Kube:
         async with self._limit:
             return await asyncio.to_thread(function, *args, **kwargs)
 
+    async def _custom(
+        self, function: Any, kind: str, namespace: str, *args: Any, absent: tuple[int, ...] = ()
+    ) -> Any:
+        """One call on flowpin's objects; None when the API server answers a status in
+        `absent` (404 for "not there", 409 for "exists" or "changed since you read it")."""
+        try:
+            return await self._call(
+                function, kinds.GROUP, kinds.VERSION, namespace, PLURALS[kind], *args
+            )
+        except ApiException as error:
+            if error.status in absent:
+                return None
+            raise
+
     # ------------------------------------------------------------------ reads
 
     async def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[Obj]:
@@ -92,20 +106,10 @@ class Kube:
         return items
 
     async def get(self, kind: str, namespace: str, name: str) -> Obj | None:
-        try:
-            result: Obj = await self._call(
-                self.custom.get_namespaced_custom_object,
-                kinds.GROUP,
-                kinds.VERSION,
-                namespace,
-                PLURALS[kind],
-                name,
-            )
-            return result
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        result: Obj | None = await self._custom(
+            self.custom.get_namespaced_custom_object, kind, namespace, name, absent=(404,)
+        )
+        return result
 
     async def secret(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's data, decoded; None when it does not exist."""
@@ -125,20 +129,10 @@ class Kube:
     async def create(self, kind: str, namespace: str, body: Obj) -> bool:
         """Create; False when it already existed (a resumed sync)."""
         self._count(kind, "create")
-        try:
-            await self._call(
-                self.custom.create_namespaced_custom_object,
-                kinds.GROUP,
-                kinds.VERSION,
-                namespace,
-                PLURALS[kind],
-                body,
-            )
-            return True
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
+        created = await self._custom(
+            self.custom.create_namespaced_custom_object, kind, namespace, body, absent=(409,)
+        )
+        return created is not None
 
     async def replace_spec(self, kind: str, namespace: str, name: str, body: Obj) -> None:
         """Set spec and labels exactly (a JSON patch replaces lists and drops removed keys)."""
@@ -160,12 +154,10 @@ class Kube:
 
     async def patch_metadata(self, kind: str, namespace: str, name: str, metadata: Obj) -> None:
         self._count(kind, "patch-metadata")
-        await self._call(
+        await self._custom(
             self.custom.patch_namespaced_custom_object,
-            kinds.GROUP,
-            kinds.VERSION,
+            kind,
             namespace,
-            PLURALS[kind],
             name,
             {"metadata": metadata},
         )
@@ -173,30 +165,39 @@ class Kube:
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         """A merge patch of status (lists such as conditions are replaced whole)."""
         self._count(kind, "patch-status")
-        await self._call(
+        await self._custom(
             self.custom.patch_namespaced_custom_object_status,
-            kinds.GROUP,
-            kinds.VERSION,
+            kind,
             namespace,
-            PLURALS[kind],
             name,
             {"status": status},
         )
 
+    async def patch_spec(self, kind: str, namespace: str, name: str, fields: Obj) -> None:
+        """A merge patch of some spec fields (`spec.cancel` of a run); gone is fine."""
+        self._count(kind, "patch")
+        await self._custom(
+            self.custom.patch_namespaced_custom_object,
+            kind,
+            namespace,
+            name,
+            {"spec": fields},
+            absent=(404,),
+        )
+
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self._count(kind, "delete")
-        try:
-            await self._call(
-                self.custom.delete_namespaced_custom_object,
-                kinds.GROUP,
-                kinds.VERSION,
-                namespace,
-                PLURALS[kind],
-                name,
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        await self._custom(
+            self.custom.delete_namespaced_custom_object, kind, namespace, name, absent=(404,)
+        )
+
+    async def create_object(self, kind: str, namespace: str, body: Obj) -> Obj:
+        """Create and return the object as stored (its generated name, uid)."""
+        self._count(kind, "create")
+        result: Obj = await self._custom(
+            self.custom.create_namespaced_custom_object, kind, namespace, body
+        )
+        return result
 
     async def event(self, obj: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         """A Kubernetes Event on `obj` (what `kubectl describe` shows)."""
@@ -256,45 +257,10 @@ class Kube:
     ) -> Obj | None:
         status = call == self.custom.patch_namespaced_custom_object_status
         self._count(kind, "patch-status" if status else "patch")
-        try:
-            result: Obj = await self._call(
-                call, kinds.GROUP, kinds.VERSION, namespace, PLURALS[kind], name, body
-            )
-            return result
-        except ApiException as error:
-            if error.status in (404, 409):
-                return None
-            raise
-
-    async def create_object(self, kind: str, namespace: str, body: Obj) -> Obj:
-        """Create and return the object as stored (its generated name, uid)."""
-        self._count(kind, "create")
-        result: Obj = await self._call(
-            self.custom.create_namespaced_custom_object,
-            kinds.GROUP,
-            kinds.VERSION,
-            namespace,
-            PLURALS[kind],
-            body,
+        result: Obj | None = await self._custom(
+            call, kind, namespace, name, body, absent=(404, 409)
         )
         return result
-
-    async def patch_spec(self, kind: str, namespace: str, name: str, fields: Obj) -> None:
-        """A merge patch of some spec fields (`spec.cancel` of a run)."""
-        self._count(kind, "patch")
-        try:
-            await self._call(
-                self.custom.patch_namespaced_custom_object,
-                kinds.GROUP,
-                kinds.VERSION,
-                namespace,
-                PLURALS[kind],
-                name,
-                {"spec": fields},
-            )
-        except ApiException as error:
-            if error.status != 404:
-                raise
 
     async def list_everywhere(
         self, kind: str, namespaces: tuple[str, ...] = ()
