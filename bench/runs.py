@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -116,7 +117,7 @@ def concurrent_runs(plan: Plan, api: client.CustomObjectsApi, operator: Operator
     pid = operator.process.pid if operator.process else 0
     cpu_before = process_cpu_seconds(pid)
     started = time.monotonic()
-    body = run_object("load", "dev", {}, None)
+    body = run_object("load", "dev", {}, None, datetime.datetime.now(datetime.UTC))
     with ThreadPoolExecutor(16) as pool:
         list(
             pool.map(

@@ -72,7 +72,7 @@ def run_command(
         kinds.VERSION,
         namespace,
         kinds.WORKFLOW_RUN.plural,
-        run_object(workflow, env, inputs, version),
+        run_object(workflow, env, inputs, version, datetime.datetime.now(datetime.UTC)),
     )
     name = created["metadata"]["name"]
     click.echo(name)

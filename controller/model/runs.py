@@ -18,6 +18,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+
 from controller.model.conditions import set_condition
 from controller.model.durations import parse_duration
 
@@ -314,3 +316,17 @@ def with_conditions(status: Status, generation: int, now: datetime.datetime) -> 
         at,
     )
     return {**status, "conditions": conditions, "observedGeneration": generation}
+
+
+def input_errors(schema: dict[str, Any] | None, inputs: dict[str, Any]) -> list[str]:
+    """Every violation of the version's inputs schema, as `inputs.<path>: message`."""
+    if not schema:
+        return []
+    validator = jsonschema.Draft202012Validator(schema)
+    found = []
+    for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path)):
+        path = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
+        )
+        found.append(f"inputs{path}: {error.message}")
+    return found

@@ -134,17 +134,23 @@ def _latest_fire(
 
 
 def run_object(
-    workflow: str, env: str, inputs: dict[str, Any], version: str | None, trigger: str = "manual"
+    workflow: str,
+    env: str,
+    inputs: dict[str, Any],
+    version: str | None,
+    at: datetime.datetime,
+    trigger: str = "manual",
 ) -> dict[str, Any]:
-    """The WorkflowRun a trigger creates. The finalizer is set at creation, so counting the
-    run costs no extra write (the controller adds it to runs created without it)."""
+    """The WorkflowRun a trigger creates when it fires `at`. The finalizer is set at
+    creation, so counting the run costs no extra write (the controller adds it to runs
+    created without it)."""
     spec: dict[str, Any] = {
         "workflow": workflow,
         "environment": env,
         "inputs": inputs,
         "trigger": {
             "type": trigger,
-            "at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "at": at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
     if version:

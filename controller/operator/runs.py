@@ -22,7 +22,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import jsonschema
 import kopf
 from kubernetes.client.exceptions import ApiException
 
@@ -47,20 +46,6 @@ DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # timestamp skew (a sender whose clock runs ahead), more than the default schedule deadline.
 TRIGGERED_MIN_TTL_SECONDS = 600
 STATS_DEBOUNCE = 1.0  # seconds: many runs finishing at once cost one write per version
-
-
-def input_errors(schema: Obj | None, inputs: Obj) -> list[str]:
-    """Every violation of the version's inputs schema, as `inputs.<path>: message`."""
-    if not schema:
-        return []
-    validator = jsonschema.Draft202012Validator(schema)
-    found = []
-    for error in sorted(validator.iter_errors(inputs), key=lambda e: list(e.absolute_path)):
-        path = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path
-        )
-        found.append(f"inputs{path}: {error.message}")
-    return found
 
 
 class RunController:
@@ -288,7 +273,7 @@ class RunController:
             status.setdefault("startedAt", machine.rfc3339(now))
             return machine.finish(status, "Failed", message, now)
         started = machine.start(status, str(version), reason, definition, now)
-        errors = input_errors(definition.get("inputs"), spec.get("inputs") or {})
+        errors = machine.input_errors(definition.get("inputs"), spec.get("inputs") or {})
         if errors:
             failed = machine.finish(started, "Failed", "invalid inputs: " + "; ".join(errors), now)
             failed.pop("currentStep", None)  # nothing to resume: retry-run cannot fix inputs

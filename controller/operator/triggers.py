@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.api import kinds
 from controller.model.durations import parse_duration
+from controller.model.runs import input_errors
 from controller.model.triggers import (
     DEFAULT_STARTING_DEADLINE,
     check_signature,
@@ -45,7 +46,7 @@ from controller.model.triggers import (
     webhook_run_name,
 )
 from controller.operator.kube import Kube, Obj
-from controller.operator.runs import RunController, input_errors
+from controller.operator.runs import RunController
 from controller.operator.watches import watch
 from controller.operator.workqueue import WorkQueue, utcnow
 
@@ -237,7 +238,7 @@ async def _start_from_webhook(
     if errors:
         return _error(422, "inputs do not match the inputs schema", errors=errors)
 
-    run = run_object(workflow, environment, inputs, str(version), trigger="webhook")
+    run = run_object(workflow, environment, inputs, str(version), utcnow(), trigger="webhook")
     name = webhook_run_name(workflow, environment, trigger_id, delivery)
     run["metadata"].pop("generateName")
     run["metadata"]["name"] = name
@@ -348,11 +349,11 @@ class Scheduler:
         )
         if due is not None:
             run = run_object(
-                workflow, environment, dict(trigger.get("inputs") or {}), None, "schedule"
+                workflow, environment, dict(trigger.get("inputs") or {}), None, due, "schedule"
             )
             run["metadata"].pop("generateName")
             run["metadata"]["name"] = schedule_run_name(workflow, environment, trigger_id, due)
-            run["spec"]["trigger"].update(id=trigger_id, at=due.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            run["spec"]["trigger"]["id"] = trigger_id
             created = await _create_run(self.controller, namespace, run)
             self.controller.metrics.inc(
                 "flowpin_schedule_fires_total", result="created" if created else "exists"
