@@ -8,7 +8,7 @@ from typing import Literal
 import click
 
 from controller import __version__
-from controller.cli import cluster, language, runs
+from controller.cli import cluster, interop, language, runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -84,6 +84,8 @@ for command in (
     runs.runs_command,
     runs.retry_run,
     runs.cancel_run,
+    interop.export_command,
+    interop.import_command,
 ):
     cli.add_command(command)
 

@@ -130,7 +130,7 @@ async def execute(
             message = _text(render((step.get("log") or {}).get("message", ""), evaluate))
             return Outcome(True, output={"message": message} if message else None)
         if kind == "n8n":
-            node = (step.get("n8n") or {}).get("type", "?")
+            node = (step.get("n8n") or {}).get("nodeType", "?")
             return Outcome(
                 False,
                 error=f"n8n node {node} cannot run in flowpin; replace it with flowpin steps",
