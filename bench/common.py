@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kubernetes import client, config
+
+from controller.testing.cluster import (
+    Kubectl,
+    OperatorProcess,
+    install_flowpin,
+    operator_kubeconfig,
+    source_manifest,
+)
+from controller.testing.controlplane import ControlPlane
 
 
 def report(name: str, value: float, unit: str, workload: str = "") -> None:
@@ -37,3 +51,44 @@ def process_peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+@dataclass(frozen=True)
+class BenchCluster:
+    """A local control plane with flowpin installed and one operator (under the manifests/
+    ServiceAccount's token) watching the benchmark's namespace."""
+
+    plane: ControlPlane
+    kubectl: Kubectl
+    operator: OperatorProcess
+    api: client.CustomObjectsApi
+
+    def apply_local_source(self, namespace: str, name: str, path: Path) -> None:
+        """A WorkflowSource reading a git repository on this machine."""
+        self.kubectl.apply(source_manifest(name, str(path)), namespace)
+
+
+@contextlib.contextmanager
+def bench_cluster(
+    workdir: Path, namespace: str, other_namespaces: tuple[str, ...] = ()
+) -> Iterator[BenchCluster]:
+    """Start everything; stop everything on the way out, whatever happens."""
+    plane = ControlPlane().start()
+    operator: OperatorProcess | None = None
+    try:
+        kubectl = Kubectl(env=plane.env())
+        install_flowpin(kubectl)
+        for name in (namespace, *other_namespaces):
+            kubectl.run("create", "namespace", name)
+        operator = OperatorProcess(
+            kubeconfig=operator_kubeconfig(plane, kubectl, workdir / "operator.kubeconfig"),
+            log_path=workdir / "operator.log",
+            namespaces=(namespace,),
+        ).start()
+        operator.wait_ready(timeout=120)
+        config.load_kube_config(str(plane.kubeconfig))
+        yield BenchCluster(plane, kubectl, operator, client.CustomObjectsApi())
+    finally:
+        if operator is not None:
+            operator.stop()
+        plane.stop()

@@ -29,20 +29,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
-from common import percentile, process_cpu_seconds, process_peak_rss_mib, report
-from kubernetes import client, config
+from common import (
+    bench_cluster,
+    percentile,
+    process_cpu_seconds,
+    process_peak_rss_mib,
+    report,
+)
+from kubernetes import client
 
 from controller.api import kinds
 from controller.model.triggers import run_object
 from controller.testing import webhooks
 from controller.testing.cluster import (
-    Kubectl,
     OperatorProcess,
-    install_flowpin,
-    operator_kubeconfig,
     poll,
 )
-from controller.testing.controlplane import ControlPlane
 from controller.testing.gitrepo import commit_all
 from controller.testing.httpsink import HttpSink
 
@@ -224,58 +226,29 @@ def main() -> None:
     plan = QUICK if args.quick else FULL
     workdir = Path(tempfile.mkdtemp(prefix="flowpin-bench-runs-"))
     sink = HttpSink().start()
-    plane = ControlPlane().start()
-    operator: OperatorProcess | None = None
     try:
-        kubectl = Kubectl(env=plane.env())
-        install_flowpin(kubectl)
-        kubectl.run("create", "namespace", NAMESPACE)
-        kubectl.run(
-            "create",
-            "secret",
-            "generic",
-            "hook",
-            f"--from-literal=secret={SECRET}",
-            "-n",
-            NAMESPACE,
-        )
-        write_repository(workdir / "repo", sink.url, plan.wait_seconds)
-        operator = OperatorProcess(
-            kubeconfig=operator_kubeconfig(plane, kubectl, workdir / "operator.kubeconfig"),
-            log_path=workdir / "operator.log",
-            namespaces=(NAMESPACE,),
-        ).start()
-        operator.wait_ready(timeout=120)
-        kubectl.apply(
-            json.dumps(
-                {
-                    "apiVersion": kinds.API_VERSION,
-                    "kind": "WorkflowSource",
-                    "metadata": {"name": "bench"},
-                    "spec": {"url": str(workdir / "repo"), "interval": "1h"},
-                }
-            ),
-            NAMESPACE,
-        )
-        config.load_kube_config(str(plane.kubeconfig))
-        api = client.CustomObjectsApi()
-        poll(
-            lambda: [
-                (d.get("status") or {}).get("phase")
-                for d in api.list_namespaced_custom_object(
-                    kinds.GROUP, kinds.VERSION, NAMESPACE, kinds.WORKFLOW_DEPLOYMENT.plural
-                )["items"]
-            ],
-            lambda found: found == ["Verified", "Verified"],
-            timeout=120,
-            what="both deployments Verified",
-        )
-        concurrent_runs(plan, api, operator)
-        webhook_figures(plan, operator.port)
+        with bench_cluster(workdir, NAMESPACE) as cluster:
+            cluster.kubectl.run(
+                "create", "secret", "generic", "hook",
+                f"--from-literal=secret={SECRET}", "-n", NAMESPACE,
+            )  # fmt: skip
+            write_repository(workdir / "repo", sink.url, plan.wait_seconds)
+            cluster.apply_local_source(NAMESPACE, "bench", workdir / "repo")
+            api = cluster.api
+            poll(
+                lambda: [
+                    (d.get("status") or {}).get("phase")
+                    for d in api.list_namespaced_custom_object(
+                        kinds.GROUP, kinds.VERSION, NAMESPACE, kinds.WORKFLOW_DEPLOYMENT.plural
+                    )["items"]
+                ],
+                lambda found: found == ["Verified", "Verified"],
+                timeout=120,
+                what="both deployments Verified",
+            )
+            concurrent_runs(plan, api, cluster.operator)
+            webhook_figures(plan, cluster.operator.port)
     finally:
-        if operator is not None:
-            operator.stop()
-        plane.stop()
         sink.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     report("runs_bench_cores", os.cpu_count() or 0, "cores", "machine")

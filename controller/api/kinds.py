@@ -21,6 +21,9 @@ ANNOTATION_REQUESTED_AT = f"{GROUP}/requestedAt"
 ANNOTATION_APPROVED_VERSION = f"{GROUP}/approved-version"
 # `flowpin retry-run`: a failed run resumes at its failed step when this changes.
 ANNOTATION_RETRY_RUN = f"{GROUP}/retry-run"
+# Canary control (`flowpin promote --full`, `flowpin abort`): the canary version they act on.
+ANNOTATION_PROMOTE_FULL = f"{GROUP}/promote-full"
+ANNOTATION_ABORT = f"{GROUP}/abort"
 # Holds a run until its outcome is folded into its version's counts (model/runstats.py).
 FINALIZER_RUN_COUNTS = f"{GROUP}/run-counts"
 
@@ -177,8 +180,11 @@ WORKFLOW_MIGRATION = Kind(
         PrinterColumn("Env", ".spec.environment"),
         PrinterColumn("From", ".spec.fromVersion"),
         PrinterColumn("To", ".spec.toVersion"),
+        PrinterColumn("Strategy", ".spec.strategy", priority=1),
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Migrated", ".status.progress.migrated", "integer"),
+        PrinterColumn("Failed", ".status.progress.failed", "integer", priority=1),
+        PrinterColumn("Remaining", ".status.progress.remaining", "integer"),
         PrinterColumn("Total", ".status.progress.total", "integer"),
         _age(),
     ),

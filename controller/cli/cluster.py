@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,28 @@ def _get(api: Any, plural: str, namespace: str, name: str) -> dict[str, Any]:
         if error.status == 404:
             raise click.UsageError(f"{plural}/{name} not found in namespace {namespace}") from error
         raise click.ClickException(f"{error.status} {error.reason}") from error
+
+
+@contextlib.contextmanager
+def api_errors() -> Iterator[None]:
+    """API failures as a one-line error (exit 1) rather than a traceback."""
+    try:
+        yield
+    except Exception as error:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        if isinstance(error, ApiException):
+            detail = ""
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                detail = str(json.loads(error.body or "{}").get("message") or "")
+            raise click.ClickException(
+                f"the API server answered {error.status} {error.reason}"
+                + (f": {detail}" if detail else "")
+            ) from error
+        if isinstance(error, HTTPError):
+            raise click.ClickException(f"cannot reach the API server: {error}") from error
+        raise
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -387,6 +412,12 @@ def _env_name(path: Path) -> str | None:
     default=Path("."),
     show_default=True,
 )
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Instead, take the canary in progress in ENV to 100% now (no git commit).",
+)
+@click.option("--timeout", default="30s", show_default=True, help="How long --full waits.")
 @namespace_option
 def promote(
     workflow: str,
@@ -394,10 +425,19 @@ def promote(
     version: str | None,
     force: bool,
     repo_path: Path,
+    full: bool,
+    timeout: str,
     namespace: str | None,
 ) -> None:
     """Pin VERSION of WORKFLOW in environments/ENV.yaml on a new branch
-    promote/<workflow>-<version>-<env>, keeping the file's comments and formatting."""
+    promote/<workflow>-<version>-<env>, keeping the file's comments and formatting.
+
+    With --full, end the canary in progress in ENV: its version becomes the active one for
+    every new run, without waiting for the remaining canary steps. Git already pins that
+    version, so nothing is committed."""
+    if full:
+        _promote_full(workflow, env, version, namespace, _timeout(timeout))
+        return
     from controller.git.worktree import find_root, read_manifests
     from controller.model.deployment import verified_at
     from controller.model.validate import check_files
@@ -434,6 +474,104 @@ def promote(
     )
 
 
+# ---------------------------------------------------------------------- canary
+
+
+def canary_summary(canary: Mapping[str, Any], steps: int | None = None) -> str:
+    """`1.5.0 canary 10% (step 1/2)`: what a canary has reached. `step` in the status is
+    the index of the current canary step, shown counting from 1 out of `steps`."""
+    version = canary.get("version") or "?"
+    if canary.get("state") == "Aborted":
+        return f"{version} canary aborted"
+    text = f"{version} canary {canary.get('weight', 0)}%"
+    step = canary.get("step")
+    if isinstance(step, int) and not isinstance(step, bool):
+        text += f" (step {step + 1}/{steps})" if steps else f" (step {step + 1})"
+    return text
+
+
+def _timeout(text: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--timeout") from error
+
+
+def _canary_version(obj: dict[str, Any], workflow: str, env: str, verb: str) -> str:
+    """The version of the canary in progress; a clear error when there is none."""
+    status = obj.get("status") or {}
+    canary = status.get("canary") or {}
+    if canary.get("state") != "Progressing" or not canary.get("version"):
+        state = (
+            f"canary {canary['version']} {canary.get('state')}, " if canary.get("version") else ""
+        )
+        raise click.ClickException(
+            f"no canary in progress for {workflow} in {env} ({state}phase "
+            f"{status.get('phase', 'Pending')}): nothing to {verb}"
+        )
+    return str(canary["version"])
+
+
+def _promote_full(
+    workflow: str, env: str, version: str | None, namespace: str | None, limit: float
+) -> None:
+    namespace = namespace or current_namespace()
+    with api_errors():
+        api = _api()
+        target = _canary_version(
+            _deployment(api, workflow, env, namespace), workflow, env, "promote"
+        )
+        if version is not None and version != target:
+            raise click.ClickException(
+                f"the canary in progress for {workflow} in {env} is {target}, not {version}"
+            )
+        _annotate(api, workflow, env, namespace, {kinds.ANNOTATION_PROMOTE_FULL: target})
+        click.echo(f"promoting the canary {workflow} {target} in {env} to 100%")
+
+        def settled(s: dict[str, Any]) -> bool:
+            aborted = (s.get("canary") or {}).get("state") == "Aborted"
+            return s.get("activeVersion") == target or aborted or s.get("phase") == "RolledBack"
+
+        obj = _wait_for(api, workflow, env, namespace, settled, limit)
+    _report(obj)
+    status = obj.get("status") or {}
+    if status.get("activeVersion") != target:
+        aborted = (
+            status.get("phase") == "RolledBack"
+            or (status.get("canary") or {}).get("state") == "Aborted"
+        )
+        why = "the canary was aborted" if aborted else "is the operator running?"
+        click.echo(f"{target} is not active in {env}: {why}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("workflow")
+@env_option
+@click.option("--timeout", default="30s", show_default=True, help="How long to wait.")
+@namespace_option
+def abort(workflow: str, env: str, timeout: str, namespace: str | None) -> None:
+    """Abort the canary in progress for WORKFLOW in ENV: every new run goes to the stable
+    version again, and the canary version is held until git changes the pin (or
+    `flowpin retry`)."""
+    limit = _timeout(timeout)
+    namespace = namespace or current_namespace()
+    with api_errors():
+        api = _api()
+        target = _canary_version(_deployment(api, workflow, env, namespace), workflow, env, "abort")
+        _annotate(api, workflow, env, namespace, {kinds.ANNOTATION_ABORT: target})
+        click.echo(f"aborting the canary {workflow} {target} in {env}")
+        obj = _wait_for(
+            api, workflow, env, namespace, lambda s: s.get("phase") == "RolledBack", limit
+        )
+    _report(obj)
+    if (obj.get("status") or {}).get("phase") != "RolledBack":
+        click.echo(
+            f"the canary {target} is not rolled back yet; is the operator running?", err=True
+        )
+        sys.exit(1)
+
+
 @click.command()
 @click.argument("workflow", required=False)
 @namespace_option
@@ -464,6 +602,7 @@ def status(workflow: str | None, namespace: str | None, watch: bool) -> None:
 def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
     from rich.table import Table
 
+    from controller.cli.migrate import migration_progress
     from controller.model.plan import promotion_order
 
     selector = f"{kinds.LABEL_WORKFLOW}={workflow}" if workflow else ""
@@ -485,8 +624,18 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
     for column in ("ENVIRONMENT", "WORKFLOW", "DESIRED", "ACTIVE", "PHASE", "GATES", "WHY"):
         table.add_column(column, overflow="fold")
     deployments.sort(key=lambda d: (order.get(d["spec"]["environment"], 99), d["spec"]["workflow"]))
+    migrations = _open_migrations(api, namespace)
     for d in deployments:
         s = d.get("status") or {}
+        env_spec = environments.get(d["spec"]["environment"]) or {}
+        canary = s.get("canary") or {}
+        summary = ""
+        if canary.get("version") and (
+            s.get("phase") == "Canary" or canary.get("state") == "Progressing"
+        ):
+            steps = len((env_spec.get("rollout") or {}).get("steps") or []) or None
+            analysis = (canary.get("analysis") or {}).get("message")
+            summary = canary_summary(canary, steps) + (f"; {analysis}" if analysis else "")
         gates = " ".join(
             f"{'✓' if g.get('open') else '✗'}{g.get('name')}" for g in s.get("gates") or []
         )
@@ -504,6 +653,40 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
             s.get("activeVersion", "-"),
             s.get("phase", "Pending"),
             gates,
-            " ".join(x for x in (s.get("message", ""), versions) if x),
+            " ".join(x for x in (summary, s.get("message", ""), versions) if x),
         )
+        for m in migrations.get((d["spec"]["workflow"], d["spec"]["environment"]), []):
+            table.add_row(
+                "",
+                "↳ migration",
+                str((m.get("spec") or {}).get("toVersion", "")),
+                "",
+                str((m.get("status") or {}).get("phase") or "Pending"),
+                "",
+                migration_progress(m),
+            )
     return table
+
+
+def _open_migrations(api: Any, namespace: str) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Migrations not finished yet, by (workflow, environment), oldest first. Matched on the
+    spec, not labels: a migration written with kubectl need not carry them."""
+    from kubernetes.client.exceptions import ApiException
+
+    from controller.cli.migrate import FINAL_PHASES
+
+    try:
+        items = api.list_namespaced_custom_object(
+            kinds.GROUP, kinds.VERSION, namespace, kinds.WORKFLOW_MIGRATION.plural
+        )["items"]
+    except ApiException:
+        return {}  # no permission to list them, or no CRD: the table goes without
+    found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    items.sort(key=lambda m: str(m["metadata"].get("creationTimestamp") or ""))
+    for m in items:
+        spec = m.get("spec") or {}
+        if (m.get("status") or {}).get("phase") in FINAL_PHASES:
+            continue
+        key = (str(spec.get("workflow", "")), str(spec.get("environment", "")))
+        found.setdefault(key, []).append(m)
+    return found

@@ -4,17 +4,24 @@ diff and plan. No cluster needed."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from controller.api.schemas import load_schema
 from controller.git.history import GitError, open_repository, resolve_commit, walk
-from controller.git.review import review
+from controller.git.review import Review, review
 from controller.git.worktree import find_root
 from controller.model import report
+
+if TYPE_CHECKING:  # imported where used: `flowpin --help` stays fast
+    from controller.model.parked import ParkedCheck
+    from controller.model.plan import Plan
 
 FORMATS = ["text", "json", "github", "sarif"]
 
@@ -153,20 +160,191 @@ def schema(kind: str, fmt: str) -> None:
     default="markdown",
     show_default=True,
 )
-def plan(paths: tuple[Path, ...], against: str, fmt: str) -> None:
+@click.option(
+    "--cluster/--no-cluster",
+    "cluster",
+    default=None,
+    help="Check the runs parked on steps each new version removes or retypes, in the cluster "
+    "of the kubeconfig context. Default: when that cluster answers within 3s. --cluster "
+    "makes an unreachable cluster an error (exit 1).",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default=None,
+    help="Namespace of the cluster check (default: the kubeconfig context's).",
+)
+def plan(
+    paths: tuple[Path, ...],
+    against: str,
+    fmt: str,
+    cluster: bool | None,
+    namespace: str | None,
+) -> None:
     """What merging this working tree into REF does to each environment: deployments that
     change, the gates they pass, and breaking changes with their migrations. Markdown is
-    ready to post as a pull-request comment."""
+    ready to post as a pull-request comment.
+
+    With a cluster reachable, it also says for each changing deployment which runs are
+    parked on steps the new version removes or retypes, and whether its migrations move
+    them."""
     from controller.git.review import NothingToReview
     from controller.git.review import plan as build
+    from controller.model import parked
     from controller.model.plan import render_json, render_markdown, render_text
 
     try:
-        _, result = build(list(paths), against)
+        reviewed, result = build(list(paths), against)
     except (GitError, NothingToReview) as error:
         raise click.UsageError(str(error)) from error
-    render = {"markdown": render_markdown, "json": render_json, "text": render_text}[fmt]
-    click.echo(render(result).rstrip("\n"))
+    check = None
+    if cluster is not False and any(c.to_version for c in result.changes):
+        check = _parked_check(reviewed, result, namespace)
+    if fmt == "json":
+        data = json.loads(render_json(result))
+        if check is not None:
+            data["parkedRuns"] = parked.as_json(check)
+        click.echo(json.dumps(data, indent=2))
+    else:
+        render = {"markdown": render_markdown, "text": render_text}[fmt]
+        section = (parked.render_markdown if fmt == "markdown" else parked.render_text)(check)
+        output = render(result).rstrip("\n")
+        if section:
+            output += "\n\n" + section.rstrip("\n")
+        click.echo(output)
+    if cluster and check is not None and not check.checked:
+        click.echo(f"--cluster: {check.note}", err=True)
+        sys.exit(1)
+
+
+PROBE_TIMEOUT = 3.0  # seconds the API server has to answer before the check is left out
+REQUEST_TIMEOUT = 15.0
+
+
+def _cluster_client() -> tuple[Any, str]:
+    """A CustomObjectsApi for the kubeconfig context (or the in-cluster account) that does
+    not retry, so an unreachable server costs one timeout; or None and why not."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except Exception as error:  # no file, no context, an unreadable file: all "not reachable"
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return None, f"no kubeconfig context: {error}"
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except Exception as in_cluster:
+            return None, str(in_cluster)
+    configuration.retries = 0
+    return client.CustomObjectsApi(client.ApiClient(configuration)), ""
+
+
+def _failure(error: Exception) -> str:
+    """The gist of a failed request: `403 Forbidden`, `Connection refused`, `Read timed out`."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"{status} {getattr(error, 'reason', '')}".strip()
+    cause = getattr(error, "reason", None)  # urllib3's MaxRetryError wraps the real one
+    text = str(cause if isinstance(cause, Exception) else error)
+    for marker in ("Failed to establish a new connection: ", "): "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+            break
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _parked_check(reviewed: Review, result: Plan, namespace: str | None) -> ParkedCheck:
+    """Reads runs and old definitions from the cluster and hands them to
+    `controller.model.parked`. Never raises: a cluster that cannot answer gives a check
+    with a note instead, because the plan is for the pull request, not the cluster."""
+    from controller.api import kinds
+    from controller.cli.cluster import current_namespace
+    from controller.model.migration import run_facts
+    from controller.model.parked import NOT_REACHABLE, ParkedCheck, ParkedReport, parked_runs
+
+    api, why = _cluster_client()
+    if api is None:
+        return ParkedCheck(False, note=f"{NOT_REACHABLE} ({why})")
+    namespace = namespace or current_namespace()
+
+    def listed(plural: str, timeout: float, **options: Any) -> list[dict[str, Any]]:
+        found = api.list_namespaced_custom_object(
+            kinds.GROUP, kinds.VERSION, namespace, plural, _request_timeout=timeout, **options
+        )
+        return list(found["items"])
+
+    try:
+        listed(kinds.WORKFLOW_DEPLOYMENT.plural, PROBE_TIMEOUT, limit=1)
+    except Exception as error:  # refused, timed out, forbidden, no CRDs: not reachable
+        return ParkedCheck(False, namespace, f"{NOT_REACHABLE} ({_failure(error)})")
+    head = {
+        (m.name, str(m.spec.get("version"))): m.spec
+        for m in reviewed.manifests
+        if m.kind == "Workflow"
+    }
+    mirrored: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def from_cluster(workflow: str, version: str) -> dict[str, Any] | None:
+        if (workflow, version) not in mirrored:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                obj = api.get_namespaced_custom_object(
+                    kinds.GROUP,
+                    kinds.VERSION,
+                    namespace,
+                    kinds.WORKFLOW_VERSION.plural,
+                    kinds.version_object_name(workflow, version),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                definition = (obj.get("spec") or {}).get("definition")
+                mirrored[(workflow, version)] = definition if isinstance(definition, dict) else None
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                mirrored[(workflow, version)] = None
+        return mirrored[(workflow, version)]
+
+    def from_repo(workflow: str, version: str) -> Mapping[str, Any] | None:
+        return head.get((workflow, version)) or reviewed.history.versions(workflow).get(version)
+
+    try:
+        runs = listed(kinds.WORKFLOW_RUN.plural, REQUEST_TIMEOUT)
+        reports: list[ParkedReport] = []
+        for change in result.changes:
+            if change.to_version is None:
+                continue
+            facts = [
+                run_facts(run)
+                for run in runs
+                if (run.get("spec") or {}).get("workflow") == change.workflow
+                and (run.get("spec") or {}).get("environment") == change.environment
+            ]
+            target = from_repo(change.workflow, change.to_version) or from_cluster(
+                change.workflow, change.to_version
+            )
+            sources: dict[str, Mapping[str, Any]] = {}
+            for version in {f.version for f in facts if f.version}:
+                definition = from_cluster(change.workflow, version) or from_repo(
+                    change.workflow, version
+                )
+                if definition is not None:
+                    sources[version] = definition
+            reports.append(
+                parked_runs(
+                    change.environment,
+                    change.workflow,
+                    change.from_version,
+                    change.to_version,
+                    target,
+                    facts,
+                    sources,
+                )
+            )
+    except Exception as error:  # the server went away or forbids reading runs
+        return ParkedCheck(False, namespace, f"{NOT_REACHABLE} ({_failure(error)})")
+    return ParkedCheck(True, namespace, reports=tuple(reports))
 
 
 @click.command(name="diff")

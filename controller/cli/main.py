@@ -8,7 +8,7 @@ from typing import Literal
 import click
 
 from controller import __version__
-from controller.cli import cluster, interop, language, runs
+from controller.cli import cluster, interop, language, migrate, runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,6 +80,8 @@ for command in (
     cluster.retry,
     cluster.history,
     cluster.promote,
+    cluster.abort,
+    migrate.migrate,
     runs.run_command,
     runs.runs_command,
     runs.retry_run,

@@ -4,25 +4,37 @@ States, in order of precedence:
 1. **Rollback hold** (`flowpin rollback`): annotations name the version to run and the pin it
    overrides. While git still pins that version, the deployment runs the hold version,
    phase `Held`, `Drifted=True` ("git pins X, running Y"). `flowpin release` (removing the
-   annotations) or a new pin in git ends it, and the deployment follows git again.
+   annotations) or a new pin in git ends it, and the deployment follows git again. A canary
+   in progress is dropped; it starts afresh afterwards.
 2. **Held version** (`status.heldVersion`): a version that failed verification or whose
    canary was aborted is not tried again while git pins it, until `flowpin retry` (an
-   annotation naming it) or a new pin.
+   annotation naming it) or a new pin. After an abort the phase stays `RolledBack` and the
+   message keeps the canary's figures; a retry starts the canary again from step 0.
 3. **Converged**: the desired version is active: `Verified`, `Ready=True`.
 4. **Gates**: the first closed gate makes the phase `Blocked` with its reason; the decision
-   says when to look again. All open: the version is activated (`immediate`; a `canary`
-   rollout arrives with the runs and activates at once until then) and becomes `Verified`.
+   says when to look again. All open: with `rollout.strategy: canary` and a stable active
+   version, the canary starts (phase `Canary`, `model/canary.py` decides each move: steps,
+   analysis, promotion, abort); otherwise (`immediate`, or a first activation with nothing
+   to compare against) the version is activated and becomes `Verified`. The gates admit a
+   version to its canary; once it runs they are not asked again, so an abort never waits
+   for a window to open and a window closing mid-canary does not freeze its weight.
+
+`flowpin retry`, `flowpin abort` and `flowpin promote --full` are one-shot requests whose
+annotation names a version: `Decision.consumed_annotations` lists the ones acted on or no
+longer applicable, for the operator to remove, so that a stale request never acts on a
+later canary and the same request can be made again.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from controller.api import kinds
+from controller.model import canary
 from controller.model.conditions import ConditionStatus, set_condition
 from controller.model.gates import (
     GateInputs,
@@ -56,13 +68,18 @@ class DeploymentInputs:
     hold_info: VersionInfo | None
     upstream_verified_at: datetime.datetime | None
     now: datetime.datetime
+    # (phase, finishedAt) of this deployment's runs on the desired version: the canary's
+    # evidence (only those finished since the canary started count).
+    canary_runs: tuple[canary.CanaryRun, ...] = ()
 
 
 @dataclass(frozen=True)
 class Transition:
     """Something worth an Event, an audit line, a history entry and (maybe) a git note."""
 
-    result: str  # Activated, Blocked, RolledBack, Released, Retried
+    # Activated, Blocked, RolledBack, Released, Retried, CanaryStarted, CanaryStep,
+    # CanarySuperseded
+    result: str
     version: str
     reason: str
     message: str
@@ -75,6 +92,11 @@ class Decision:
     status: dict[str, Any]
     transitions: list[Transition] = field(default_factory=list)
     wake_at: datetime.datetime | None = None
+    # One-shot annotations (retry, abort, promote-full) to remove from the deployment.
+    consumed_annotations: list[str] = field(default_factory=list)
+
+
+ONE_SHOT = (ANNOTATION_RETRY, kinds.ANNOTATION_ABORT, kinds.ANNOTATION_PROMOTE_FULL)
 
 
 def _conditions(
@@ -136,11 +158,32 @@ def _clean(status: dict[str, Any], *keys: str) -> None:
 
 
 def decide(inputs: DeploymentInputs) -> Decision:
+    """The new status, the transitions to record, when to look again, and the one-shot
+    annotations to remove (acted on, or naming a version they can no longer act on)."""
+    consumed: list[str] = []
+    decision = _decide(inputs, consumed)
+    held = decision.status.get("heldVersion")
+    active = decision.status.get("activeVersion")
+    for key in ONE_SHOT:
+        value = inputs.annotations.get(key)
+        if value is None or key in consumed:
+            continue
+        if key == ANNOTATION_RETRY:
+            stale = value != held  # a retry means something only while its version is held
+        else:
+            stale = value != inputs.desired or value == active
+        if stale:
+            consumed.append(key)
+    decision.consumed_annotations = consumed
+    return decision
+
+
+def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
     status = copy.deepcopy(dict(inputs.status))
     now = rfc3339(inputs.now)
     desired = inputs.desired
     active = status.get("activeVersion")
-    annotations = inputs.annotations
+    annotations = dict(inputs.annotations)
     conditions = list(status.get("conditions") or [])
     transitions: list[Transition] = []
     g = inputs.generation
@@ -180,6 +223,8 @@ def decide(inputs: DeploymentInputs) -> Decision:
             )
             status["history"] = _history(status, entry(hold, "RolledBack", "Rollback", who))
         status.update(phase="Held", reason="Rollback", message=message)
+        if (status.get("canary") or {}).get("state") == canary.PROGRESSING:
+            _clean(status, "canary")  # every new run goes to the hold version
         _clean(status, "soakEndsAt", "nextWindowAt", "progressingSince")
         status["conditions"] = _conditions(
             conditions,
@@ -215,90 +260,203 @@ def decide(inputs: DeploymentInputs) -> Decision:
         transitions.append(
             Transition("Retried", held, "Retry", f"retrying {held}", "flowpin retry")
         )
+        consumed.append(ANNOTATION_RETRY)
+        if annotations.get(kinds.ANNOTATION_ABORT) == held:  # the retry supersedes it
+            consumed.append(kinds.ANNOTATION_ABORT)
+            del annotations[kinds.ANNOTATION_ABORT]
         _clean(status, "heldVersion")
         held = None
     if held:
-        message = (
-            f"{held} failed or was rolled back; it is not tried again until git pins another "
-            f"version or `flowpin retry` is run"
-        )
-        phase = status.get("phase") if status.get("phase") in ("RolledBack", "Failed") else "Failed"
-        status.update(phase=phase, reason="Held", message=message)
-        status["conditions"] = _conditions(
-            conditions,
-            g,
-            now,
-            ("False", "Held", message),
-            False,
-            (True, "Held", message),
-            (True, "Held", message),
-            (False, ""),
-        )
-        status["observedGeneration"] = g
+        _held(status, conditions, g, now, held)
         return Decision(status, transitions)
+
+    # Only a Progressing canary of the desired version, in a canary rollout, carries on.
+    rollout = inputs.environment_spec.get("rollout") or {}
+    canary_rollout = rollout.get("strategy") == "canary" and bool(active) and active != desired
+    current = status.get("canary") or {}
+    running = current.get("state") == canary.PROGRESSING
+    if current and not (canary_rollout and running and current.get("version") == desired):
+        if running and current.get("version") != desired:
+            transitions.append(
+                Transition(
+                    "CanarySuperseded",
+                    str(current.get("version")),
+                    "PinChanged",
+                    f"canary {current.get('version')} dropped: git now pins {desired}",
+                    inputs.author or "git",
+                )
+            )
+        _clean(status, "canary")
+        current = {}
 
     # 3. Converged.
     if active == desired and status.get("phase") == "Verified":
         _verified(status, conditions, g, now, f"{desired} is active")
         return Decision(status, transitions)
 
-    # 4. Gates, then activation.
-    gates = evaluate_gates(
-        GateInputs(
-            workflow=inputs.workflow,
-            environment=inputs.environment,
-            version=desired,
-            info=inputs.info,
-            promotion=inputs.environment_spec.get("promotion") or {},
-            upstream_verified_at=inputs.upstream_verified_at,
-            approved_version=annotations.get(kinds.ANNOTATION_APPROVED_VERSION),
-            now=inputs.now,
-        )
-    )
-    status["gates"] = [gate.as_status() for gate in gates]
-    status.setdefault("progressingSince", now)
-    closed = first_closed(gates)
-    if closed is not None:
-        if status.get("phase") != "Blocked" or status.get("reason") != closed.reason:
-            transitions.append(
-                Transition("Blocked", desired, closed.reason, closed.message, "controller")
-            )
-        status.update(phase="Blocked", reason=closed.reason, message=closed.message)
-        for gate_name, key in (("soak", "soakEndsAt"), ("window", "nextWindowAt")):
-            gate = next((x for x in gates if x.name == gate_name and not x.open), None)
-            if gate is not None and gate.opens_at is not None:
-                status[key] = rfc3339(gate.opens_at)
-            else:
-                status.pop(key, None)
-        needs_person = closed.reason in ("InvalidVersion", "AwaitingApproval")
-        status["conditions"] = _conditions(
-            conditions,
-            g,
-            now,
-            ("False", closed.reason, closed.message),
-            not needs_person,
-            (closed.reason == "InvalidVersion", closed.reason, closed.message),
-            (True, closed.reason, closed.message),
-            (False, ""),
-        )
-        status["observedGeneration"] = g
-        return Decision(status, transitions, next_opening(gates))
-
     approver = annotations.get(ANNOTATION_APPROVED_BY)
     initiator = inputs.author or "git"
     if approver and annotations.get(kinds.ANNOTATION_APPROVED_VERSION) == desired:
         initiator = f"{initiator} (approved by {approver})"
-    rollout = (inputs.environment_spec.get("rollout") or {}).get("strategy", "immediate")
-    message = f"{desired} is active"
-    if rollout == "canary":
-        message += " (canary analysis arrives with runs: activated at 100%)"
-    transitions.append(Transition("Activated", desired, "Activated", message, initiator))
-    status["history"] = _history(status, entry(desired, "Activated", "GatesOpen", initiator))
+
+    # 4. Gates (a canary under way already passed them), then activation.
+    if not current:
+        gates = evaluate_gates(
+            GateInputs(
+                workflow=inputs.workflow,
+                environment=inputs.environment,
+                version=desired,
+                info=inputs.info,
+                promotion=inputs.environment_spec.get("promotion") or {},
+                upstream_verified_at=inputs.upstream_verified_at,
+                approved_version=annotations.get(kinds.ANNOTATION_APPROVED_VERSION),
+                now=inputs.now,
+            )
+        )
+        status["gates"] = [gate.as_status() for gate in gates]
+        status.setdefault("progressingSince", now)
+        closed = first_closed(gates)
+        if closed is not None:
+            if status.get("phase") != "Blocked" or status.get("reason") != closed.reason:
+                transitions.append(
+                    Transition("Blocked", desired, closed.reason, closed.message, "controller")
+                )
+            status.update(phase="Blocked", reason=closed.reason, message=closed.message)
+            for gate_name, key in (("soak", "soakEndsAt"), ("window", "nextWindowAt")):
+                gate = next((x for x in gates if x.name == gate_name and not x.open), None)
+                if gate is not None and gate.opens_at is not None:
+                    status[key] = rfc3339(gate.opens_at)
+                else:
+                    status.pop(key, None)
+            needs_person = closed.reason in ("InvalidVersion", "AwaitingApproval")
+            status["conditions"] = _conditions(
+                conditions,
+                g,
+                now,
+                ("False", closed.reason, closed.message),
+                not needs_person,
+                (closed.reason == "InvalidVersion", closed.reason, closed.message),
+                (True, closed.reason, closed.message),
+                (False, ""),
+            )
+            status["observedGeneration"] = g
+            return Decision(status, transitions, next_opening(gates))
+
+    if canary_rollout:
+        moved = canary.progress(
+            rollout,
+            current,
+            desired,
+            str(active),
+            inputs.canary_runs,
+            annotations,
+            inputs.now,
+        )
+        consumed.extend(moved.consumed)
+        if moved.action == "abort":
+            transitions.append(
+                Transition("RolledBack", desired, moved.reason, moved.what, moved.initiator, True)
+            )
+            status["history"] = _history(
+                status, entry(desired, "RolledBack", moved.reason, moved.initiator)
+            )
+            status.update(canary=moved.canary, heldVersion=desired)
+            _clean(status, "progressingSince")
+            _held(status, conditions, g, now, desired)
+            return Decision(status, transitions)
+        if moved.action != "promote":
+            _canary_running(status, conditions, g, now, moved, transitions, entry, initiator)
+            return Decision(status, transitions, moved.wake_at)
+        message = moved.message
+        who = initiator if moved.initiator == "controller" else moved.initiator
+        reason = moved.reason
+    else:
+        message = f"{desired} is active"
+        who, reason = initiator, "GatesOpen"
+    _clean(status, "canary")
+    transitions.append(Transition("Activated", desired, "Activated", message, who))
+    status["history"] = _history(status, entry(desired, "Activated", reason, who))
     if active and active != desired:
         status["previousVersion"] = active
     status.update(activeVersion=desired, phase="Verified", verifiedAt=now)
     _verified(status, conditions, g, now, message)
     return Decision(status, transitions)
+
+
+def _canary_running(
+    status: dict[str, Any],
+    conditions: list[dict[str, Any]],
+    generation: int,
+    now: str,
+    moved: canary.Progress,
+    transitions: list[Transition],
+    entry: Callable[[str, str, str, str], dict[str, Any]],
+    initiator: str,
+) -> None:
+    """A canary started, stays or moved to its next step: phase `Canary`, not Ready yet; the
+    active version is still the stable one."""
+    version = str(moved.canary["version"])
+    if moved.action == "start":
+        transitions.append(Transition("CanaryStarted", version, "GatesOpen", moved.what, initiator))
+        status["history"] = _history(
+            status, entry(version, "CanaryStarted", "GatesOpen", initiator)
+        )
+    elif moved.action == "advance":  # an Event, not history: steps would crowd it out
+        transitions.append(
+            Transition("CanaryStep", version, moved.reason, moved.what, "controller")
+        )
+    reason = "CanaryAwaitingRuns" if moved.reason == "CanaryAwaitingRuns" else "CanaryProgressing"
+    status.update(canary=moved.canary, phase="Canary", reason=reason, message=moved.message)
+    _clean(status, "soakEndsAt", "nextWindowAt")
+    status["conditions"] = _conditions(
+        conditions,
+        generation,
+        now,
+        ("False", reason, moved.message),
+        True,
+        (False, "", ""),
+        (False, "", ""),
+        (False, ""),
+    )
+    status["observedGeneration"] = generation
+
+
+def _held(
+    status: dict[str, Any],
+    conditions: list[dict[str, Any]],
+    generation: int,
+    now: str,
+    held: str,
+) -> None:
+    """A held version: not tried again until git pins another or `flowpin retry`. After a
+    canary abort the phase is `RolledBack` and the message keeps the canary's figures."""
+    aborted = status.get("canary") or {}
+    hint = "it is not tried again until git pins another version or `flowpin retry` is run"
+    if aborted.get("version") == held and aborted.get("state") == canary.ABORTED:
+        figures = (aborted.get("analysis") or {}).get("message") or "no figures"
+        message = (
+            f"canary {held} was aborted: {figures}. Every new run goes to "
+            f"{status.get('activeVersion')}; {hint}"
+        )
+        phase, reason = "RolledBack", "CanaryAborted"
+    else:
+        message = f"{held} failed or was rolled back; {hint}"
+        phase = (
+            str(status["phase"]) if status.get("phase") in ("RolledBack", "Failed") else "Failed"
+        )
+        reason = "Held"
+    status.update(phase=phase, reason=reason, message=message)
+    status["conditions"] = _conditions(
+        conditions,
+        generation,
+        now,
+        ("False", reason, message),
+        False,
+        (True, reason, message),
+        (True, reason, message),
+        (False, ""),
+    )
+    status["observedGeneration"] = generation
 
 
 def _verified(
@@ -348,9 +506,11 @@ def version_entries(
     previous: list[dict[str, Any]],
     active: str | None,
     counts: Mapping[str, Mapping[str, Any]],
+    canary_status: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """`status.versions`: where the runs of this deployment are, with their counts per
-    version (`model.runstats.counts`). The active version is `Active`; an older version with
+    version (`model.runstats.counts`). The active version is `Active`; the version of a
+    Progressing canary (`status.canary`) is `Canary`, right after it; an older version with
     unfinished runs is `Draining` (they finish on it: runs keep the version they started
     on); once its last run ends it is `Drained`, and the newest few Drained versions stay."""
 
@@ -366,13 +526,21 @@ def version_entries(
         return item
 
     entries: list[dict[str, Any]] = [entry(active, "Active")] if active else []
-    for version in sorted(v for v, c in counts.items() if c.get("active") and v != active):
+    trial = (canary_status or {}).get("version")
+    if trial and trial != active and (canary_status or {}).get("state") == canary.PROGRESSING:
+        entries.append(entry(str(trial), "Canary"))
+    listed = {e["version"] for e in entries}
+    for version in sorted(v for v, c in counts.items() if c.get("active") and v not in listed):
         entries.append(entry(version, "Draining"))
     listed = {e["version"] for e in entries}
     drained: list[dict[str, Any]] = []
     for item in previous:
         old = item.get("version")
-        if old and old not in listed and item.get("state") in ("Active", "Draining", "Drained"):
+        if (
+            old
+            and old not in listed
+            and item.get("state") in ("Active", "Canary", "Draining", "Drained")
+        ):
             drained.append(entry(str(old), "Drained"))
             listed.add(old)
     return entries + drained[:DRAINED_LIMIT]

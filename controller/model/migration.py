@@ -41,7 +41,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from controller.api import kinds
 from controller.model import cel
+from controller.model.conditions import set_condition
+from controller.model.durations import parse_duration
 from controller.model.runs import (
     TERMINAL_PHASES,
     Definition,
@@ -612,3 +615,355 @@ def progress(
             eta = now + datetime.timedelta(seconds=elapsed * remaining / processed)
             out["eta"] = eta.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return out
+
+
+# --------------------------------------------------------------------------- lifecycle
+#
+# A WorkflowMigration goes Planned (dry run) / AwaitingApproval (manual) → Running ⇄ Paused →
+# Succeeded, Failed (plan errors, maxFailures) or Cancelled. The controller calls `next_step`
+# with a plan of the runs as they are now and the runs it has handled since that plan; it
+# writes the status it returns, which names the batch (`currentBatch`) *before* moving any of
+# it, moves the batch, and folds the outcomes in with `finish_batch`. A batch cut short by a
+# crash is therefore still named in the status after a restart: its runs are settled first
+# (`settled_outcome`: a run this migration moved says so in its `versionHistory`), so no run
+# is moved or counted twice.
+
+FINAL_PHASES = frozenset({"Succeeded", "Failed", "Cancelled"})
+WAITING_PHASES = frozenset({"Planned", "AwaitingApproval", "Paused"})
+DEFAULT_INTERVAL = datetime.timedelta(seconds=30)
+DEFERRED_RECHECK = datetime.timedelta(seconds=1)  # runs mid-step reach a safe point soon
+Outcome = Literal["migrated", "failed", "skipped", "stale"]
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """The spec of a WorkflowMigration with its defaults applied."""
+
+    strategy: str = "immediate"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    interval: datetime.timedelta = DEFAULT_INTERVAL
+    max_failures: int | None = None  # None: no limit
+    dry_run: bool = False
+    approved: bool = False
+    paused: bool = False
+    cancel: bool = False
+
+
+def settings_of(spec: Mapping[str, Any]) -> MigrationSettings:
+    """Raises ValueError naming the field when the spec cannot be followed."""
+    strategy = str(spec.get("strategy") or "immediate")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"spec.strategy: unknown strategy {strategy!r}; expected {', '.join(STRATEGIES)}"
+        )
+    try:
+        interval = parse_duration(str(spec.get("interval") or "30s"))
+    except ValueError as exc:
+        raise ValueError(f"spec.interval: {exc}") from None
+    max_failures = spec.get("maxFailures")
+    return MigrationSettings(
+        strategy=strategy,
+        batch_size=max(int(spec.get("batchSize") or DEFAULT_BATCH_SIZE), 1),
+        interval=interval,
+        max_failures=None if max_failures is None else int(max_failures),
+        dry_run=bool(spec.get("dryRun")),
+        approved=bool(spec.get("approved")),
+        paused=bool(spec.get("paused")),
+        cancel=bool(spec.get("cancel")),
+    )
+
+
+@dataclass
+class MigrationStep:
+    """What the controller does now: write `status`; then move `batch` (named in
+    `status.currentBatch`), or look again at `wake_at`, or wait for a spec change."""
+
+    status: dict[str, Any]
+    batch: list[str] = field(default_factory=list)
+    wake_at: datetime.datetime | None = None
+
+
+def _counts(status: Mapping[str, Any]) -> tuple[int, int, int]:
+    found = status.get("progress") or {}
+    return (
+        int(found.get("migrated") or 0),
+        int(found.get("failed") or 0),
+        int(found.get("skipped") or 0),
+    )
+
+
+def failed_runs(status: Mapping[str, Any]) -> set[str]:
+    """Runs this migration failed to move: never tried again by it."""
+    return {str(f.get("run")) for f in status.get("failures") or [] if isinstance(f, Mapping)}
+
+
+def _finish(status: dict[str, Any], phase: str, message: str, now: datetime.datetime) -> None:
+    status.update(phase=phase, message=message, finishedAt=_stamp(now))
+    status.pop("currentBatch", None)
+    status.pop("nextBatchAt", None)
+    progress = dict(status.get("progress") or {})
+    progress.pop("eta", None)
+    status["progress"] = progress
+
+
+def next_step(
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    plan: MigrationPlan,
+    handled: Set[str],
+    generation: int,
+    now: datetime.datetime,
+) -> MigrationStep:
+    """The migration's next move. `plan` is of the runs as they are now; `handled` the runs
+    this process has already moved or counted since that plan was made (their moves in the
+    plan are out of date). Pure: the caller writes the status and moves the batch."""
+    new: dict[str, Any] = copy.deepcopy(dict(status))
+    new["observedGeneration"] = generation
+    if new.get("phase") in FINAL_PHASES:
+        return MigrationStep(_with_conditions(new, generation, now))
+    migrated, failed, skipped = _counts(new)
+    new["plan"] = plan.as_status()
+    done = failed_runs(new) | set(handled)
+    remaining = [m for m in plan.moves if m.run not in done]
+    new["progress"] = progress(
+        migrated + failed + skipped + len(remaining),
+        migrated,
+        failed,
+        skipped,
+        parse_time(new.get("startedAt")),
+        now,
+    )
+    blocked = (
+        f"; {len(plan.blocked)} runs cannot migrate and stay on their versions"
+        if (plan.blocked)
+        else ""
+    )
+
+    def step(phase: str, message: str, **more: Any) -> MigrationStep:
+        new.update(phase=phase, message=message)
+        batch = more.pop("batch", [])
+        wake = more.pop("wake_at", None)
+        if batch:
+            new["currentBatch"] = batch
+        else:
+            new.pop("currentBatch", None)
+        return MigrationStep(_with_conditions(new, generation, now), batch, wake)
+
+    try:
+        settings = settings_of(spec)
+    except ValueError as exc:
+        _finish(new, "Failed", str(exc), now)
+        return step("Failed", str(exc))
+    if settings.cancel:
+        message = f"cancelled: {migrated} runs moved stay on {plan.target_version}"
+        _finish(new, "Cancelled", message, now)
+        return step("Cancelled", message)
+    if not plan.ok:
+        message = "the plan has errors; nothing moves: " + "; ".join(plan.errors)
+        _finish(new, "Failed", message, now)
+        return step("Failed", message)
+    if settings.max_failures is not None and failed > settings.max_failures:
+        message = (
+            f"aborted: {failed} runs failed to migrate, more than maxFailures "
+            f"({settings.max_failures}); {migrated} runs moved stay moved"
+        )
+        _finish(new, "Failed", message, now)
+        return step("Failed", message)
+    if settings.dry_run:
+        return step(
+            "Planned",
+            f"dry run: {len(remaining)} runs would move to {plan.target_version}{blocked}; "
+            "approve to start (flowpin migrate approve)",
+        )
+    if settings.strategy == "manual" and not settings.approved:
+        return step(
+            "AwaitingApproval",
+            f"{len(remaining)} runs would move to {plan.target_version}{blocked}; "
+            "waiting for approval (flowpin migrate approve)",
+        )
+    if not remaining:
+        message = (
+            f"{migrated} runs migrated to {plan.target_version}"
+            f" ({skipped} skipped, {failed} failed){blocked}"
+        )
+        _finish(new, "Succeeded", message, now)
+        return step("Succeeded", message)
+    if settings.paused:
+        new.pop("nextBatchAt", None)
+        return step("Paused", f"paused with {len(remaining)} runs to go; resume to continue")
+    new.setdefault("startedAt", _stamp(now))
+    due = parse_time(new.get("nextBatchAt"))
+    if settings.strategy == "gradual" and due is not None and due > now:
+        return step(
+            "Running",
+            f"{len(remaining)} runs to go; next batch at {_stamp(due)}",
+            wake_at=due,
+        )
+    batch = next_batch(plan, done, settings.strategy, settings.batch_size)
+    if not batch:
+        return step(
+            "Running",
+            f"waiting for {len(remaining)} runs to reach a safe point",
+            wake_at=now + DEFERRED_RECHECK,
+        )
+    if settings.strategy == "gradual":
+        new["nextBatchAt"] = _stamp(now + settings.interval)
+    else:
+        new.pop("nextBatchAt", None)
+    return step(
+        "Running",
+        f"moving {len(batch)} of {len(remaining)} runs to {plan.target_version}",
+        batch=batch,
+    )
+
+
+def fail(
+    status: Mapping[str, Any], message: str, generation: int, now: datetime.datetime
+) -> dict[str, Any]:
+    """The status of a migration that cannot go on (its target version does not exist)."""
+    new = copy.deepcopy(dict(status))
+    new["observedGeneration"] = generation
+    _finish(new, "Failed", message, now)
+    return _with_conditions(new, generation, now)
+
+
+def finish_batch(
+    status: Mapping[str, Any],
+    outcomes: Mapping[str, tuple[Outcome, str]],
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The status after a batch: its outcomes counted (a `stale` run is not: it is planned
+    again), failures listed, `currentBatch` gone. Counting and clearing the batch happen in
+    one write, so a batch is counted once."""
+    new = copy.deepcopy(dict(status))
+    migrated, failed, skipped = _counts(new)
+    failures = list(new.get("failures") or [])
+    for run, (outcome, reason) in sorted(outcomes.items()):
+        if outcome == "migrated":
+            migrated += 1
+        elif outcome == "skipped":
+            skipped += 1
+        elif outcome == "failed":
+            failed += 1
+            failures.append({"run": run, "reason": reason})
+    progress_now = dict(new.get("progress") or {})
+    progress_now.update(migrated=migrated, failed=failed, skipped=skipped)
+    new["progress"] = progress_now
+    if failures:
+        new["failures"] = failures
+    new.pop("currentBatch", None)
+    return new
+
+
+def settled_outcome(
+    run_status: Mapping[str, Any] | None, migration_name: str, target_version: str
+) -> tuple[Outcome, str]:
+    """How a run of an interrupted batch counts when the plan no longer moves it: moved by
+    this migration (its `versionHistory` says so), skipped (gone, finished, on the target),
+    or `stale`: not counted, so that it is counted once, when a later plan moves it or it
+    finishes, or never, while it is blocked."""
+    if run_status is None:
+        return "skipped", "the run no longer exists"
+    for item in run_status.get("versionHistory") or []:
+        if isinstance(item, Mapping) and item.get("migration") == migration_name:
+            return "migrated", ""
+    if is_terminal(dict(run_status)):
+        return "skipped", f"run finished ({run_status.get('phase')})"
+    if run_status.get("version") == target_version:
+        return "skipped", f"run is on version {target_version} already"
+    return "stale", "the run cannot migrate now (see status.plan.blocked)"
+
+
+def _with_conditions(
+    status: dict[str, Any], generation: int, now: datetime.datetime
+) -> dict[str, Any]:
+    """kstatus: Ready once Succeeded; Reconciling while planned or moving; Stalled when it
+    failed, or waits for a person (approval, resume)."""
+    phase = str(status.get("phase") or "")
+    message = str(status.get("message") or phase)
+    at = _stamp(now)
+    waiting = phase in ("AwaitingApproval", "Paused", "Planned")
+    conditions = list(status.get("conditions") or [])
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        "True" if phase == "Succeeded" else "False",
+        phase or "Pending",
+        message,
+        generation,
+        at,
+    )
+    reconciling = phase == "Running"
+    conditions = set_condition(
+        conditions,
+        "Reconciling",
+        "True" if reconciling else "False",
+        phase if reconciling else "NotReconciling",
+        message if reconciling else "Not moving runs.",
+        generation,
+        at,
+    )
+    stalled = phase == "Failed"
+    conditions = set_condition(
+        conditions,
+        "Stalled",
+        "True" if stalled else "False",
+        phase if stalled else ("Waiting" if waiting else "NotStalled"),
+        message if stalled else "Not stalled.",
+        generation,
+        at,
+    )
+    return {**status, "conditions": conditions}
+
+
+def automatic_migration(
+    workflow: str,
+    environment: str,
+    deployment_status: Mapping[str, Any],
+    counts: Mapping[str, Mapping[str, Any]],
+    environment_spec: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """The WorkflowMigration that `inflight: migrate` asks for, or None: once a version is
+    Verified (active after its gates and its canary) while runs of other versions are
+    unfinished. Its name is fixed by the activation (version and `verifiedAt`), so asking
+    again, after a restart, finds the same object; a later activation gets a new one. A
+    rollback (phase Held) moves no runs back: runs on the newer version finish there."""
+    if environment_spec.get("inflight") != "migrate":
+        return None
+    active = deployment_status.get("activeVersion")
+    verified = str(deployment_status.get("verifiedAt") or "")
+    if not active or not verified or deployment_status.get("phase") != "Verified":
+        return None
+    if not any(c.get("active") for v, c in counts.items() if v != active):
+        return None
+    stamp = "".join(ch for ch in verified if ch.isdigit())
+    name = f"{kinds.deployment_object_name(workflow, environment)}.to-{active}.{stamp}"
+    policy = environment_spec.get("migration") or {}
+    spec: dict[str, Any] = {
+        "workflow": workflow,
+        "environment": environment,
+        "toVersion": str(active),
+        "strategy": str(policy.get("strategy") or "immediate"),
+    }
+    for field_name in ("batchSize", "interval", "maxFailures"):
+        if policy.get(field_name) is not None:
+            spec[field_name] = policy[field_name]
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": kinds.WORKFLOW_MIGRATION.kind,
+        "metadata": {
+            "name": name.lower(),
+            "labels": {
+                kinds.LABEL_WORKFLOW: workflow,
+                kinds.LABEL_ENVIRONMENT: environment,
+                kinds.LABEL_VERSION: str(active),
+                kinds.LABEL_MANAGED_BY: kinds.MANAGED_BY,
+            },
+        },
+        "spec": spec,
+    }
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    """Times in a migration's status, to the second (as kubectl shows them)."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

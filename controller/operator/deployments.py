@@ -29,6 +29,7 @@ from typing import Any
 import kopf
 
 from controller.api import kinds
+from controller.model.canary import CanaryRun
 from controller.model.deployment import (
     ANNOTATION_HOLD,
     DeploymentInputs,
@@ -40,6 +41,7 @@ from controller.model.deployment import (
     versions_to_cancel,
 )
 from controller.model.gates import VersionInfo, version_info
+from controller.model.migration import automatic_migration
 from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
 from controller.operator.watches import watch
@@ -51,6 +53,12 @@ Key = tuple[str, str]  # (namespace, name)
 NoteWriter = Callable[[str, str, str, dict[str, Any]], Coroutine[Any, Any, None]]
 RunCanceller = Callable[[str, str, str, list[str]], Coroutine[Any, Any, int]]
 RunCounter = Callable[[str, str, str, dict[str, Any]], dict[str, dict[str, Any]]]
+MigrationCreator = Callable[[str, Obj], Coroutine[Any, Any, None]]
+CanaryRuns = Callable[[str, str, str, str], tuple[CanaryRun, ...]]
+
+
+async def _create_nothing(namespace: str, body: Obj) -> None:
+    return None
 
 
 async def _cancel_nothing(
@@ -93,6 +101,11 @@ class DeploymentController:
         # versions (`inflight: cancel`).
         self.run_counts: RunCounter = lambda ns, wf, env, ledgers: {}
         self.cancel_runs: RunCanceller = _cancel_nothing
+        # Set by the migration controller: create a WorkflowMigration (`inflight: migrate`).
+        self.create_migration: MigrationCreator = _create_nothing
+        # Set by the run controller: (phase, finishedAt) of the runs of one version in one
+        # deployment, the canary analysis's evidence.
+        self.canary_runs: CanaryRuns = lambda ns, wf, env, version: ()
         self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_key, workers, "deployments")
         self._notes_in_flight: set[asyncio.Task[None]] = set()
         self._environments_due: set[tuple[str, str]] = set()  # (namespace, workflow)
@@ -238,6 +251,9 @@ class DeploymentController:
                 hold_info=hold_info,
                 upstream_verified_at=upstream_verified,
                 now=_now(),
+                canary_runs=self.canary_runs(
+                    namespace, workflow, environment, str(spec["version"])
+                ),
             )
         )
         counts = self.run_counts(
@@ -247,6 +263,7 @@ class DeploymentController:
             list(decision.status.get("versions") or []),
             decision.status.get("activeVersion"),
             counts,
+            decision.status.get("canary"),
         )
         decision.status["runs"] = total_counts(counts)
         current = deployment.get("status") or {}
@@ -262,6 +279,15 @@ class DeploymentController:
             deployment["status"] = decision.status
             if current.get("activeVersion") != decision.status.get("activeVersion"):
                 self._schedule_environments_update(namespace, workflow)
+        if decision.consumed_annotations:  # one-shot requests (abort, promote --full, retry)
+            await self.kube.patch_metadata(
+                "WorkflowDeployment",
+                namespace,
+                meta["name"],
+                {"annotations": dict.fromkeys(decision.consumed_annotations)},
+            )
+            for used in decision.consumed_annotations:
+                annotations.pop(used, None)  # until the watch brings the object back
         for transition in decision.transitions:
             await self._record(deployment, transition)
         moved = any(
@@ -276,6 +302,9 @@ class DeploymentController:
         )
         if doomed:
             await self.cancel_runs(namespace, workflow, environment, doomed)
+        wanted = automatic_migration(workflow, environment, decision.status, counts, env_spec)
+        if wanted is not None:  # every time, not only at the transition: a crash between
+            await self.create_migration(namespace, wanted)  # the two must not lose it
         if decision.wake_at is not None:
             self.wake_at(decision.wake_at, key)
 

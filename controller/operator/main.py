@@ -17,12 +17,13 @@ from kubernetes import client, config
 
 from controller.api import kinds
 from controller.engine.http import AiohttpCaller
-from controller.operator import deployments, runs, sources, triggers
+from controller.operator import deployments, migrations, runs, sources, triggers
 from controller.operator.deployments import DeploymentController
 from controller.operator.http import OperatorHttpServer
 from controller.operator.kube import Kube
 from controller.operator.leader import LeaderElector
 from controller.operator.metrics import Metrics
+from controller.operator.migrations import MigrationController
 from controller.operator.runs import RunController
 from controller.operator.settings import OperatorSettings
 from controller.operator.sync import SourceSyncer
@@ -62,6 +63,7 @@ async def prime_caches(
     namespaces: tuple[str, ...],
     deployment_controller: DeploymentController,
     run_controller: RunController,
+    migration_controller: MigrationController,
 ) -> None:
     """Fill the caches with one LIST each before any worker runs: kopf delivers its initial
     listing one object at a time, and a run decided against a half-filled cache would be
@@ -72,7 +74,10 @@ async def prime_caches(
         deployment_controller.on_deployment("ADDED", deployment)
     for run in await kube.list_everywhere("WorkflowRun", namespaces):
         run_controller.on_run("ADDED", run)
+    for migration in await kube.list_everywhere("WorkflowMigration", namespaces):
+        migration_controller.on_migration("ADDED", migration)
     run_controller.start()
+    migration_controller.start()
 
 
 async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) -> None:
@@ -108,9 +113,13 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     runs.register(handlers, run_controller)
     deployment_controller.run_counts = run_controller.counts_by_version
     deployment_controller.cancel_runs = run_controller.cancel_runs
+    deployment_controller.canary_runs = run_controller.canary_runs
     run_controller.on_counts_changed = lambda ns, workflow, env: deployment_controller.enqueue(
         [(ns, kinds.deployment_object_name(workflow, env))]
     )
+    migration_controller = MigrationController(kube, run_controller, metrics)
+    migrations.register(handlers, migration_controller)
+    deployment_controller.create_migration = migration_controller.create
     scheduler = triggers.Scheduler(run_controller)
     triggers.register(handlers, scheduler)
     triggers.add_run_webhook_route(server.app, run_controller)
@@ -133,6 +142,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
             await elector.keep()
             # Lost: stop running steps at once, before kopf winds down, so that two replicas
             # never call out for the same run.
+            await migration_controller.stop()
             await run_controller.stop()
             await scheduler.queue.stop()
             kopf_stop.set()
@@ -141,7 +151,9 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
             await stop.wait()
             kopf_stop.set()
 
-        await prime_caches(kube, settings.namespaces, deployment_controller, run_controller)
+        await prime_caches(
+            kube, settings.namespaces, deployment_controller, run_controller, migration_controller
+        )
         tasks = [
             asyncio.create_task(watch_leadership()),
             asyncio.create_task(watch_stop()),
@@ -160,6 +172,7 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
             for task in tasks:
                 task.cancel()
             await deployment_controller.stop()
+            await migration_controller.stop()
             await run_controller.stop()
             await scheduler.queue.stop()
             await http_caller.close()
@@ -176,6 +189,10 @@ def main(settings: OperatorSettings) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=True,
     )
+    if not settings.verbose:
+        # kopf logs a line per handled watch event ("Handler 'cache-…' succeeded"): noise
+        # that costs a sixth of the event loop under load. Our own loggers say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -7,6 +7,10 @@ time. Every write carries the resourceVersion it was computed from, so a stale w
 replica that has just lost the lease) is refused by the API server instead of overwriting
 newer progress. Events caused by our own writes are recognised and not queued again.
 
+Migrations (`migrations.py`) hand a run's move to this controller (`move`): the run's own
+worker applies it before it advances the run, so a move never lands in the middle of a step
+(an http call under way) and never races the engine's write.
+
 Counting (`model/runstats.py`): live runs are counted from the cache; a run's finalizer
 holds it until its outcome is in its version's ledger, so counts survive restarts and
 deletions, nothing counted twice.
@@ -29,8 +33,9 @@ from controller.api import kinds
 from controller.engine.breaker import CircuitBreakers
 from controller.engine.runner import advance
 from controller.engine.steps import HttpCaller, RunContext
+from controller.model import canary, runstats
 from controller.model import runs as machine
-from controller.model import runstats
+from controller.model.migration import MigrationRefused, Outcome, RunMove, apply_migration
 from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
 from controller.operator.watches import watch
@@ -46,6 +51,8 @@ DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 # timestamp skew (a sender whose clock runs ahead), more than the default schedule deadline.
 TRIGGERED_MIN_TTL_SECONDS = 600
 STATS_DEBOUNCE = 1.0  # seconds: many runs finishing at once cost one write per version
+MOVE_TIMEOUT = 60.0  # seconds a migration waits for a run's worker before planning it again
+MoveResult = tuple[Outcome, str]
 
 
 class RunController:
@@ -74,6 +81,8 @@ class RunController:
         self._deployments_dirty: set[tuple[str, str, str]] = set()  # (ns, workflow, env)
         self._stats_task: asyncio.Task[None] | None = None
         self.on_counts_changed: Callable[[str, str, str], None] = lambda ns, wf, env: None
+        # Moves asked by migrations, applied by the run's worker: (item, migration, result).
+        self._moves: dict[Key, tuple[RunMove, str, asyncio.Future[MoveResult]]] = {}
 
     def start(self) -> None:
         self.queue.start()
@@ -142,6 +151,64 @@ class RunController:
                 cancelled += 1
         return cancelled
 
+    def runs_of(self, namespace: str, workflow: str, environment: str) -> list[Obj]:
+        """The cached runs of one workflow in one environment."""
+        return [
+            run
+            for (ns, _), run in self.cache.items()
+            if ns == namespace
+            and (run.get("spec") or {}).get("workflow") == workflow
+            and (run.get("spec") or {}).get("environment") == environment
+        ]
+
+    def canary_runs(
+        self, namespace: str, workflow: str, environment: str, version: str
+    ) -> tuple[canary.CanaryRun, ...]:
+        """(phase, finishedAt) of the runs of one version in one deployment."""
+        return tuple(
+            (
+                str((run.get("status") or {}).get("phase") or "Pending"),
+                _finished_at(run),
+            )
+            for run in self.runs_of(namespace, workflow, environment)
+            if _version(run) == version
+        )
+
+    def busy(self, key: Key) -> bool:
+        """Whether a worker is executing a step of this run right now."""
+        return self.queue.busy(key)
+
+    async def move(self, key: Key, item: RunMove, migration: str) -> MoveResult:
+        """Migrate one run, through its own worker (see the module docstring). `stale` when
+        the run changed since it was planned or its worker did not get to it in time: the
+        migration plans it again."""
+        if key not in self.cache:
+            return "skipped", "the run no longer exists"
+        future: asyncio.Future[MoveResult] = asyncio.get_running_loop().create_future()
+        superseded = self._moves.get(key)
+        if superseded is not None and not superseded[2].done():
+            superseded[2].set_result(("stale", "superseded by a newer move"))
+        self._moves[key] = (item, migration, future)
+        self.queue.enqueue([key])
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), MOVE_TIMEOUT)
+        except TimeoutError:
+            if self._moves.get(key, (None, None, None))[2] is future:
+                del self._moves[key]
+            return "stale", "the run's worker did not get to it in time"
+
+    async def _apply_move(self, key: Key, run: Obj, item: RunMove, migration: str) -> MoveResult:
+        try:
+            moved = apply_migration(run.get("status") or {}, item, utcnow(), migration)
+        except MigrationRefused as refused:
+            return refused.outcome, refused.reason
+        if moved is None:
+            return "migrated", ""  # moved by this migration before a restart
+        if await self._save(key, run, moved) is None:
+            return "stale", "the run changed while it was being moved"
+        self.metrics.inc("flowpin_runs_migrated_total")
+        return "migrated", ""
+
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, key: Key) -> None:
@@ -170,6 +237,19 @@ class RunController:
                 return
             self._remember(key, updated)
             run = updated
+        pending = self._moves.pop(key, None)
+        if pending is not None:
+            item, migration, result = pending
+            outcome: MoveResult = ("stale", "the move was interrupted")
+            try:
+                outcome = await self._apply_move(key, run, item, migration)
+            finally:
+                if not result.done():
+                    result.set_result(outcome)
+            current = self.cache.get(key)
+            if current is None:
+                return
+            run = current  # as moved (or as reloaded after a conflict)
         status: Obj = run.get("status") or {}
         spec: Obj = run.get("spec") or {}
         now = utcnow()
@@ -256,8 +336,14 @@ class RunController:
             deployment = self.deployment_of(namespace, name) or await self.kube.get(
                 kinds.WORKFLOW_DEPLOYMENT.kind, namespace, name
             )
-            version = ((deployment or {}).get("status") or {}).get("activeVersion")
-            reason = f"active in {environment}"
+            found = (deployment or {}).get("status") or {}
+            # A canary in progress takes its share of new runs, by the run's name.
+            version, reason = canary.assign(
+                str(run["metadata"]["name"]),
+                found.get("activeVersion"),
+                found.get("canary") or {},
+                environment,
+            )
             if not version:
                 message = (
                     f"{workflow} has no active version in environment {environment}; "
@@ -527,6 +613,13 @@ def _newer(body: Obj, than: Obj) -> bool:
     if str(mine).isdigit() and str(theirs).isdigit():
         return int(str(mine)) > int(str(theirs))
     return bool(mine != theirs)
+
+
+def _finished_at(run: Obj) -> datetime.datetime | None:
+    try:
+        return machine.parse_time((run.get("status") or {}).get("finishedAt"))
+    except ValueError:
+        return None
 
 
 def _phase(run: Obj | None) -> str | None:

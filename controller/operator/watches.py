@@ -3,7 +3,7 @@ and hands each event (type and a private copy of the object) to a callback."""
 
 from __future__ import annotations
 
-import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,4 +30,12 @@ def watch(
     )
     async def on_event(event: dict[str, Any], **_: Any) -> None:
         start()
-        callback(event.get("type") or "ADDED", copy.deepcopy(event["object"]))
+        callback(event.get("type") or "ADDED", private_copy(event["object"]))
+
+
+def private_copy(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy the caches may change: kopf keeps the event's object. The objects are JSON
+    from the API server, and a JSON round trip copies them several times faster than
+    `copy.deepcopy`, which matters at a few hundred events a second."""
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied

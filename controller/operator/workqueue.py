@@ -39,6 +39,10 @@ class WorkQueue(Generic[K]):
     def __len__(self) -> int:
         return len(self._queued) + len(self._processing)
 
+    def busy(self, key: K) -> bool:
+        """Whether a worker is handling `key` right now."""
+        return key in self._processing
+
     def enqueue(self, keys: Iterable[K]) -> None:
         for key in keys:
             if key in self._processing:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from controller.api import kinds
 from controller.testing.controlplane import REPO_ROOT, ControlPlane, _die_with_parent, free_port
 
 CRDS_DIR = REPO_ROOT / "crds"
@@ -75,6 +76,17 @@ class Kubectl:
     def apply(self, manifest: str, namespace: str | None = None) -> str:
         extra = ["-n", namespace] if namespace else []
         return self.run("apply", *extra, "-f", "-", input=manifest).stdout
+
+
+def source_manifest(name: str, url: str, **spec: Any) -> str:
+    """A WorkflowSource reading `url` hourly (tests and benchmarks sync on demand)."""
+    body = {
+        "apiVersion": kinds.API_VERSION,
+        "kind": "WorkflowSource",
+        "metadata": {"name": name},
+        "spec": {"url": url, "interval": "1h", **spec},
+    }
+    return json.dumps(body)
 
 
 def poll(

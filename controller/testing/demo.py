@@ -4,7 +4,9 @@ It starts the control plane, installs the CRDs and the manifests/ RBAC, turns ex
 a real git repository, runs the operator with a token of its ServiceAccount and applies the
 example WorkflowSource. Then the story of a change: dev tracks `latest`; a commit brings a
 new version to dev; a pull request pins it in staging and prod; prod waits on its soak, then
-on approval; approval; an emergency rollback and its release. kubectl views at each step.
+on approval; approval; an emergency rollback and its release. Then runs parked on a version
+that a breaking one replaces: a dry-run migration plan, a gradual migration, and a canary
+that fails its analysis and rolls back by itself. kubectl views at each step.
 Then it waits for Ctrl-C and stops everything it started. `--no-wait` ends after the last
 step (tests use it).
 """
@@ -241,9 +243,144 @@ def promotion_story(
         "jsonpath={.status.conditions[?(@.type=='Drifted')].message}{'\\n'}",
     )
 
-    say("Fixed: release the rollback, prod follows git again")
+    say(
+        "Fixed: release the rollback, prod follows git again: 1.5.0 comes back through prod's "
+        "canary (10% of new runs first)"
+    )
     flowpin(plane, "release", "lead-nurture", "--env", "prod")
     flowpin(plane, "history", "lead-nurture", "--env", "prod")
+
+
+VIP_ROUTE = """      next: route
+    - id: route
+      type: condition
+      condition: {when: "inputs.email.endsWith('@vip.example')", then: wait-vip, else: wait-2d}
+    - {id: wait-vip, type: wait, wait: {duration: 10m}, next: follow-up}
+    - id: wait-2d"""
+
+
+def migration_story(
+    kubectl: Kubectl,
+    repo: pygit2.Repository,
+    plane: ControlPlane,
+    mail: HttpSink,
+    operator_port: int,
+) -> None:
+    say(
+        "lead-nurture 1.6.0 sends VIP sign-ups down a path of their own; for the demo both "
+        "waits last 10 minutes, so runs stay parked"
+    )
+    edit(repo, "workflows/lead-nurture.yaml", "version: 1.5.0", "version: 1.6.0")
+    edit(repo, "workflows/lead-nurture.yaml", "duration: 30s", "duration: 10m")
+    edit(repo, "workflows/lead-nurture.yaml", "      next: wait-2d\n    - id: wait-2d", VIP_ROUTE)
+    commit_all(repo, "lead-nurture 1.6.0: a VIP path")
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("activeVersion") == "1.6.0")
+    emails = ["kay@example.org", "barbara@example.org", "john@example.org", "frances@example.org"]
+    for email in [*emails, "radia@vip.example", "donald@vip.example"]:
+        post_signup(operator_port, email)
+    poll(
+        lambda: [
+            (r.get("status") or {}).get("currentStep")
+            for r in runs(kubectl)
+            if (r.get("status") or {}).get("version") == "1.6.0"
+            and (r.get("status") or {}).get("phase") == "Waiting"
+        ],
+        lambda steps: steps.count("wait-2d") >= 4 and steps.count("wait-vip") == 2,
+        what="six runs parked on 1.6.0",
+    )
+
+    say(
+        "A breaking 2.0.0: wait-2d is renamed wait-nudge (a migration entry maps it), and the "
+        "VIP path is gone. dev runs 2.0.0 for new runs; the parked ones stay on 1.6.0"
+    )
+    edit(repo, "workflows/lead-nurture.yaml", "version: 1.6.0", "version: 2.0.0")
+    edit(
+        repo,
+        "workflows/lead-nurture.yaml",
+        VIP_ROUTE,
+        "      next: wait-nudge\n    - id: wait-nudge",
+    )
+    edit(
+        repo,
+        "workflows/lead-nurture.yaml",
+        '{from: ">=1.0.0 <1.4.0", map: {wait-1d: wait-2d}}',
+        '{from: ">=1.4.0 <2.0.0", map: {wait-2d: wait-nudge}}',
+    )
+    commit_all(repo, "lead-nurture 2.0.0: wait-nudge replaces wait-2d; no VIP path")
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("activeVersion") == "2.0.0")
+    flowpin(plane, "status", "lead-nurture")
+
+    say("Dry run: where would the runs on 1.6.0 go? (nothing moves)")
+    flowpin(
+        plane, "migrate", "start", "lead-nurture", "--env", "dev", "--to", "2.0.0",
+        "--from", "1.6.0", "--strategy", "gradual", "--batch-size", "2", "--interval", "5s",
+        "--dry-run",
+    )  # fmt: skip
+    [migration] = kubectl.json("get", "wfmig", "-n", DEMO_NAMESPACE)["items"]
+    name = migration["metadata"]["name"]
+
+    say("Approved: a gradual migration moves two runs every 5 seconds")
+    flowpin(plane, "migrate", "approve", name)
+    poll(
+        lambda: kubectl.json("get", "wfmig", name, "-n", DEMO_NAMESPACE).get("status") or {},
+        lambda s: s.get("phase") == "Running" and bool((s.get("progress") or {}).get("migrated")),
+        what="the first batch",
+    )
+    flowpin(plane, "migrate", "status", name)
+    flowpin(plane, "migrate", "status", name, "--watch")
+    show(kubectl, "get", "wfmig", "-n", DEMO_NAMESPACE)
+    show(
+        kubectl, "get", "wfr", "-n", DEMO_NAMESPACE,
+        "-o", "custom-columns=RUN:.metadata.name,VERSION:.status.version,"
+        "STEP:.status.currentStep,PHASE:.status.phase,MIGRATED-BY:.status.versionHistory[0].migration",
+    )  # fmt: skip
+
+    say(
+        "dev now rolls out by canary: half of the new runs for 5s, then a verdict on at least "
+        "4 of them; a second failed canary run aborts at once. lead-nurture 2.1.0 posts to a "
+        "new mail endpoint, which is broken"
+    )
+    edit(
+        repo,
+        "environments/dev.yaml",
+        "rollout: {strategy: immediate}",
+        "rollout: {strategy: canary, steps: [{weight: 50, pause: 5s}],\n"
+        "            analysis: {minRuns: 4, successRate: 0.9, maxFailedRuns: 1}}",
+    )
+    edit(repo, "workflows/lead-nurture.yaml", "version: 2.0.0", "version: 2.1.0")
+    edit(
+        repo,
+        "workflows/lead-nurture.yaml",
+        f'url: "{mail.url}/send", body',
+        f'url: "{mail.url}/send-v2", body',
+    )
+    mail.set_script("/send-v2", [500])
+    commit_all(repo, "lead-nurture 2.1.0: the new mail endpoint; dev rolls out by canary")
+    flowpin(plane, "sync", "examples")
+    wait_for(kubectl, "lead-nurture.dev", lambda s: s.get("phase") == "Canary")
+    show(kubectl, "get", "wfd", "lead-nurture.dev", "-n", DEMO_NAMESPACE, "-o", "wide")
+
+    say("Sign-ups keep coming; the canary's runs fail and the analysis rolls it back by itself")
+    count = 0
+
+    def rolled_back() -> bool:
+        nonlocal count
+        status = kubectl.json("get", "wfd", "lead-nurture.dev", "-n", DEMO_NAMESPACE)["status"]
+        if status.get("phase") == "RolledBack":
+            return True
+        count += 1
+        post_signup(operator_port, f"lead-{count}@example.org")
+        return False
+
+    poll(lambda: rolled_back(), lambda done: done, timeout=150, interval=1, what="the abort")
+    show(kubectl, "get", "wfd", "lead-nurture.dev", "-n", DEMO_NAMESPACE, "-o", "wide")
+    show(
+        kubectl, "get", "wfd", "lead-nurture.dev", "-n", DEMO_NAMESPACE,
+        "-o", "jsonpath={.status.message}{'\\n'}",
+    )  # fmt: skip
+    flowpin(plane, "history", "lead-nurture", "--env", "dev")
 
 
 def run_demo(workdir: Path, wait: bool) -> None:
@@ -290,6 +427,7 @@ def run_demo(workdir: Path, wait: bool) -> None:
                 f"--from-literal=secret={WEBHOOK_SECRET}", "-n", DEMO_NAMESPACE,
             )  # fmt: skip
             promotion_story(kubectl, repo, plane, mail, operator.port)
+            migration_story(kubectl, repo, plane, mail, operator.port)
             if wait:
                 say("Running. Try kubectl yourself with the KUBECONFIG above; Ctrl-C stops all")
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -14,7 +14,7 @@ def test_demo_runs_to_the_end() -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -22,4 +22,9 @@ def test_demo_runs_to_the_end() -> None:
     assert "AwaitingApproval" in out and "approved lead-nurture 1.5.0 in prod" in out
     assert "git pins 1.5.0, running 1.4.0" in out  # the rollback, as kubectl shows it
     assert "RolledBack" in out and "Activated" in out  # flowpin history after the release
+    assert "eligible 4 (ready 4, deferred 0), skipped 0, blocked 2" in out  # the dry run
+    assert "step 'wait-vip' does not exist in version 2.0.0" in out
+    assert "4 runs migrated to 2.0.0" in out  # the gradual migration, after its progress
+    assert "[######......] 50% 2/4" in out
+    assert "CanaryAborted" in out and "more than maxFailedRuns 1" in out
     assert "Stopped the operator and the control plane" in out

@@ -14,7 +14,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from controller.testing.cluster import Kubectl, OperatorProcess, poll
+from controller.testing.cluster import Kubectl, OperatorProcess, poll, source_manifest
 from controller.testing.controlplane import REPO_ROOT
 from controller.testing.gitrepo import commit_all, repo_from_directory
 
@@ -46,17 +46,7 @@ def repo(tmp_path: Path) -> pygit2.Repository:
 
 
 def apply_source(kubectl: Kubectl, namespace: str, repo: pygit2.Repository) -> None:
-    kubectl.apply(
-        json.dumps(
-            {
-                "apiVersion": "flowpin.dev/v1alpha1",
-                "kind": "WorkflowSource",
-                "metadata": {"name": "examples"},
-                "spec": {"url": repo.workdir, "interval": "1h"},
-            }
-        ),
-        namespace,
-    )
+    kubectl.apply(source_manifest("examples", str(repo.workdir)), namespace)
 
 
 def deployment(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
@@ -309,17 +299,7 @@ def test_promotions_are_recorded_as_git_notes_when_the_source_asks(
     # A bare remote, as git hosts have (libgit2 cannot push into a non-bare repository).
     remote = str(Path(repo.workdir).parent / "remote.git")
     bare = pygit2.clone_repository(repo.workdir, remote, bare=True)
-    kubectl.apply(
-        json.dumps(
-            {
-                "apiVersion": "flowpin.dev/v1alpha1",
-                "kind": "WorkflowSource",
-                "metadata": {"name": "examples"},
-                "spec": {"url": bare.path, "interval": "1h", "audit": {"gitNotes": True}},
-            }
-        ),
-        namespace,
-    )
+    kubectl.apply(source_manifest("examples", str(bare.path), audit={"gitNotes": True}), namespace)
     wait_phase(kubectl, namespace, "lead-nurture.dev", "Verified")
     commit = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)["spec"]["git"][
         "commit"

@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from controller.testing.cluster import Kubectl, OperatorProcess, poll
+from controller.testing.cluster import Kubectl, OperatorProcess, poll, source_manifest
 from controller.testing.gitrepo import commit_all
 from controller.testing.httpsink import HttpSink
 
@@ -99,17 +99,7 @@ def make_repo(
 
 
 def apply_source(kubectl: Kubectl, namespace: str, path: Path) -> None:
-    kubectl.apply(
-        json.dumps(
-            {
-                "apiVersion": "flowpin.dev/v1alpha1",
-                "kind": "WorkflowSource",
-                "metadata": {"name": "runs"},
-                "spec": {"url": str(path), "interval": "1h"},
-            }
-        ),
-        namespace,
-    )
+    kubectl.apply(source_manifest("runs", str(path)), namespace)
     for name in ("orders.dev", "hammer.dev"):
         poll(
             lambda name=name: kubectl.json("get", "wfd", "-n", namespace).get("items", []),

@@ -18,7 +18,7 @@ from typing import Any
 import pygit2
 import pytest
 
-from controller.testing.cluster import Kubectl, OperatorProcess, poll
+from controller.testing.cluster import Kubectl, OperatorProcess, poll, source_manifest
 from controller.testing.controlplane import REPO_ROOT, ControlPlane
 from controller.testing.githttp import GitHttpServer
 from controller.testing.gitrepo import AUTHOR, commit_all, repo_from_directory
@@ -42,13 +42,7 @@ def workdir(repo: pygit2.Repository) -> Path:
 
 
 def source_yaml(name: str, url: str, **spec: Any) -> str:
-    body = {
-        "apiVersion": "flowpin.dev/v1alpha1",
-        "kind": "WorkflowSource",
-        "metadata": {"name": name},
-        "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h", **spec},
-    }
-    return json.dumps(body)
+    return source_manifest(name, url, ref={"branch": "main"}, **spec)
 
 
 def ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:

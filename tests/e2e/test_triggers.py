@@ -16,7 +16,7 @@ import pytest
 from controller.model.triggers import schedule_run_name
 from controller.operator.triggers import NOT_FOUND
 from controller.testing import webhooks
-from controller.testing.cluster import Kubectl, OperatorProcess, poll
+from controller.testing.cluster import Kubectl, OperatorProcess, poll, source_manifest
 from controller.testing.gitrepo import commit_all
 from controller.testing.httpsink import HttpSink
 
@@ -67,17 +67,7 @@ def setup(kubectl: Kubectl, namespace: str, sink: HttpSink, path: Path) -> None:
         "create", "secret", "generic", "signup-hook", f"--from-literal=secret={SECRET}",
         "-n", namespace,
     )  # fmt: skip
-    kubectl.apply(
-        json.dumps(
-            {
-                "apiVersion": "flowpin.dev/v1alpha1",
-                "kind": "WorkflowSource",
-                "metadata": {"name": "triggers"},
-                "spec": {"url": str(path), "interval": "1h"},
-            }
-        ),
-        namespace,
-    )
+    kubectl.apply(source_manifest("triggers", str(path)), namespace)
     poll(
         lambda: kubectl.json("get", "wfd", "-n", namespace)["items"],
         lambda items: any(d.get("status", {}).get("phase") == "Verified" for d in items),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from controller.api import kinds
 from controller.model.deployment import (
     ANNOTATION_APPROVED_BY,
     ANNOTATION_HOLD,
     ANNOTATION_HOLD_BY,
     ANNOTATION_HOLD_PIN,
     ANNOTATION_RETRY,
+    Decision,
     DeploymentInputs,
     decide,
     total_counts,
@@ -33,6 +35,9 @@ def inputs(
     info: VersionInfo = EXISTS,
     upstream: datetime.datetime | None = None,
     hold_info: VersionInfo | None = None,
+    rollout: dict[str, Any] | None = None,
+    canary_runs: tuple[tuple[str, datetime.datetime | None], ...] = (),
+    now: datetime.datetime = NOW,
 ) -> DeploymentInputs:
     return DeploymentInputs(
         workflow="wf",
@@ -43,11 +48,15 @@ def inputs(
         generation=2,
         status=status or {},
         annotations=annotations or {},
-        environment_spec={"promotion": promotion or {}},
+        environment_spec={
+            "promotion": promotion or {},
+            **({"rollout": rollout} if rollout else {}),
+        },
         info=info,
         hold_info=hold_info,
         upstream_verified_at=upstream,
-        now=NOW,
+        now=now,
+        canary_runs=canary_runs,
     )
 
 
@@ -163,6 +172,266 @@ def test_verified_at_reads_status_and_history() -> None:
     assert verified_at({}, "1.4.0") is None
 
 
+# ---------------------------------------------------------------- canary rollout
+
+CANARY: dict[str, Any] = {
+    "strategy": "canary",
+    "steps": [{"weight": 10, "pause": "10m"}, {"weight": 50, "pause": "10m"}],
+    "analysis": {"minRuns": 4, "successRate": 0.75, "maxFailedRuns": 2},
+}
+MIN = datetime.timedelta(minutes=1)
+
+
+def ok(n: int, failed: int = 0, at: datetime.datetime = NOW) -> tuple[Any, ...]:
+    return (("Succeeded", at),) * n + (("Failed", at),) * failed
+
+
+def stable() -> dict[str, Any]:
+    """1.4.0 active and Verified: what a canary of 1.5.0 runs against."""
+    return decide(inputs()).status
+
+
+def canary_of(
+    status: dict[str, Any] | None = None,
+    minutes: int = 0,
+    runs: tuple[Any, ...] = (),
+    annotations: dict[str, str] | None = None,
+    desired: str = "1.5.0",
+    rollout: dict[str, Any] | None = None,
+    promotion: dict[str, Any] | None = None,
+) -> Decision:
+    return decide(
+        inputs(
+            desired,
+            status=stable() if status is None else status,
+            annotations=annotations,
+            rollout=rollout or CANARY,
+            canary_runs=runs,
+            now=NOW + minutes * MIN,
+            promotion=promotion,
+        )
+    )
+
+
+def test_a_canary_starts_once_the_gates_open() -> None:
+    decision = canary_of()
+    status = decision.status
+    assert (status["phase"], status["reason"], status["activeVersion"]) == (
+        "Canary",
+        "CanaryProgressing",
+        "1.4.0",
+    )
+    assert {k: status["canary"][k] for k in ("version", "weight", "step", "state")} == {
+        "version": "1.5.0",
+        "weight": 10,
+        "step": 0,
+        "state": "Progressing",
+    }
+    assert decision.wake_at == NOW + 10 * MIN
+    assert condition(status, "Ready")["status"] == "False"
+    assert condition(status, "Reconciling")["status"] == "True"
+    assert [t.result for t in decision.transitions] == ["CanaryStarted"]
+    assert status["history"][0]["result"] == "CanaryStarted"
+    assert status["message"].startswith("canary 1.5.0 at 10% (step 1/2), 1.4.0 the rest: ")
+    assert decision.transitions[0].message.startswith("canary 1.5.0 started: 10% of new runs")
+
+
+def test_a_canary_stays_until_its_pause_ends_and_writes_nothing_new() -> None:
+    started = canary_of().status
+    again = canary_of(started, minutes=3)
+    assert again.status == started and again.transitions == []
+    assert again.wake_at == NOW + 10 * MIN
+
+
+def test_a_canary_moves_to_its_next_step_then_is_promoted() -> None:
+    started = canary_of().status
+    step = canary_of(started, minutes=11, runs=ok(4, at=NOW + 5 * MIN))
+    assert (step.status["canary"]["step"], step.status["canary"]["weight"]) == (1, 50)
+    assert [t.result for t in step.transitions] == ["CanaryStep"]
+    assert step.status["history"] == started["history"]  # an Event, not history
+    assert step.wake_at == NOW + 21 * MIN
+    runs = ok(4, at=NOW + 5 * MIN) + ok(5, 1, at=NOW + 15 * MIN)
+    done = canary_of(step.status, minutes=21, runs=runs)
+    status = done.status
+    assert (status["phase"], status["activeVersion"], status["previousVersion"]) == (
+        "Verified",
+        "1.5.0",
+        "1.4.0",
+    )
+    assert "canary" not in status
+    (activated,) = done.transitions
+    assert (activated.result, activated.initiator) == ("Activated", "Ada <ada@example.com>")
+    assert activated.message.startswith("canary passed: 9/10 canary runs succeeded (90%)")
+    assert (status["history"][0]["result"], status["history"][0]["reason"]) == (
+        "Activated",
+        "CanaryPassed",
+    )
+    assert verified_at(status, "1.5.0") == NOW + 21 * MIN
+    assert decide(inputs("1.5.0", status=status, rollout=CANARY)).transitions == []
+
+
+def test_promote_full_takes_over_at_once() -> None:
+    started = canary_of().status
+    decision = canary_of(started, minutes=1, annotations={kinds.ANNOTATION_PROMOTE_FULL: "1.5.0"})
+    assert decision.status["activeVersion"] == "1.5.0" and "canary" not in decision.status
+    assert decision.transitions[0].initiator == "flowpin promote --full"
+    assert decision.consumed_annotations == [kinds.ANNOTATION_PROMOTE_FULL]
+
+
+def test_abort_by_annotation_holds_the_version() -> None:
+    started = canary_of().status
+    decision = canary_of(
+        started, minutes=1, runs=ok(1), annotations={kinds.ANNOTATION_ABORT: "1.5.0"}
+    )
+    status = decision.status
+    (rolled_back,) = decision.transitions
+    assert (rolled_back.result, rolled_back.initiator, rolled_back.warning) == (
+        "RolledBack",
+        "flowpin abort",
+        True,
+    )
+    assert (status["phase"], status["activeVersion"], status["heldVersion"]) == (
+        "RolledBack",
+        "1.4.0",
+        "1.5.0",
+    )
+    assert (status["canary"]["weight"], status["canary"]["state"]) == (0, "Aborted")
+    assert decision.consumed_annotations == [kinds.ANNOTATION_ABORT]
+    assert "aborted by `flowpin abort`" in status["message"]
+
+
+def test_too_many_failed_runs_abort_mid_pause_and_the_hold_keeps_the_figures() -> None:
+    started = canary_of().status
+    decision = canary_of(started, minutes=2, runs=ok(1, 3, at=NOW + MIN))
+    status = decision.status
+    assert (status["phase"], status["reason"], status["heldVersion"]) == (
+        "RolledBack",
+        "CanaryAborted",
+        "1.5.0",
+    )
+    assert status["message"].startswith(
+        "canary 1.5.0 was aborted: 3 canary runs failed, more than maxFailedRuns 2; "
+        "1/4 canary runs succeeded (25%). Every new run goes to 1.4.0; it is not tried again"
+    )
+    assert (decision.transitions[0].result, decision.transitions[0].reason) == (
+        "RolledBack",
+        "CanaryFailed",
+    )
+    assert status["history"][0]["result"] == "RolledBack"
+    assert condition(status, "Stalled")["status"] == "True"
+    assert decision.wake_at is None
+    later = canary_of(status, minutes=30, runs=ok(1, 3, at=NOW + MIN))
+    assert later.status == status and later.transitions == []
+
+
+def test_a_low_success_rate_aborts_when_the_pause_ends() -> None:
+    runs = ok(2, 2, at=NOW + MIN)
+    started = canary_of().status
+    assert canary_of(started, minutes=9, runs=runs).status["phase"] == "Canary"
+    status = canary_of(started, minutes=10, runs=runs).status
+    assert status["phase"] == "RolledBack"
+    assert "2/4 canary runs succeeded (50%), below 75%" in status["message"]
+
+
+def test_a_verdict_waits_for_enough_runs_without_a_wake_up() -> None:
+    started = canary_of().status
+    decision = canary_of(started, minutes=15, runs=ok(3))
+    assert (decision.status["phase"], decision.status["reason"]) == ("Canary", "CanaryAwaitingRuns")
+    assert decision.wake_at is None and "a verdict needs 4" in decision.status["message"]
+
+
+def test_the_window_leaves_old_runs_out() -> None:
+    rollout = {**CANARY, "analysis": {"minRuns": 4, "window": "5m"}}
+    started = canary_of(rollout=rollout).status
+    status = canary_of(started, minutes=11, runs=ok(4, at=NOW + 2 * MIN), rollout=rollout).status
+    assert status["canary"]["analysis"]["finished"] == 0
+    assert status["reason"] == "CanaryAwaitingRuns"
+
+
+def test_retry_restarts_the_canary_from_step_zero() -> None:
+    started = canary_of().status
+    aborted = canary_of(started, minutes=2, runs=ok(0, 3, at=NOW + MIN)).status
+    # The abort request lingers (not removed yet): the retry supersedes it.
+    annotations = {ANNOTATION_RETRY: "1.5.0", kinds.ANNOTATION_ABORT: "1.5.0"}
+    retried = canary_of(aborted, minutes=30, runs=ok(0, 3, at=NOW + MIN), annotations=annotations)
+    status = retried.status
+    assert [t.result for t in retried.transitions] == ["Retried", "CanaryStarted"]
+    assert (status["phase"], status["canary"]["step"], status["canary"]["state"]) == (
+        "Canary",
+        0,
+        "Progressing",
+    )
+    assert status["canary"]["startedAt"] == "2026-11-23T12:30:00Z"
+    assert status["canary"]["analysis"]["failed"] == 0  # the first attempt's runs are past
+    assert "heldVersion" not in status
+    assert sorted(retried.consumed_annotations) == sorted(annotations)
+
+
+def test_a_new_pin_drops_the_canary_and_starts_another() -> None:
+    started = canary_of().status
+    decision = canary_of(started, minutes=3, desired="1.6.0")
+    status = decision.status
+    assert [t.result for t in decision.transitions] == ["CanarySuperseded", "CanaryStarted"]
+    assert (status["activeVersion"], status["canary"]["version"], status["canary"]["step"]) == (
+        "1.4.0",
+        "1.6.0",
+        0,
+    )
+
+
+def test_a_new_pin_after_an_abort_ends_the_hold() -> None:
+    aborted = canary_of(canary_of().status, minutes=2, runs=ok(0, 3)).status
+    status = canary_of(aborted, minutes=5, desired="1.6.0").status
+    assert "heldVersion" not in status
+    assert (status["phase"], status["canary"]["version"]) == ("Canary", "1.6.0")
+
+
+def test_without_a_stable_version_the_first_one_is_activated_at_once() -> None:
+    decision = decide(inputs(rollout=CANARY))
+    assert (decision.status["phase"], decision.status["activeVersion"]) == ("Verified", "1.4.0")
+    assert decision.transitions[0].message == "1.4.0 is active"
+    assert "canary" not in decision.status
+
+
+def test_gates_are_not_asked_again_once_the_canary_runs() -> None:
+    started = canary_of().status
+    decision = canary_of(started, minutes=3, promotion={"approval": "required"})
+    assert decision.status["phase"] == "Canary" and decision.transitions == []
+    blocked = canary_of(promotion={"approval": "required"}).status
+    assert (blocked["phase"], blocked.get("canary")) == ("Blocked", None)
+
+
+def test_switching_to_immediate_mid_canary_activates() -> None:
+    started = canary_of().status
+    status = decide(inputs("1.5.0", status=started, now=NOW + MIN)).status
+    assert (status["phase"], status["activeVersion"]) == ("Verified", "1.5.0")
+    assert "canary" not in status
+
+
+def test_a_rollback_hold_drops_the_canary() -> None:
+    started = canary_of().status
+    hold = {ANNOTATION_HOLD: "1.4.0", ANNOTATION_HOLD_PIN: "1.5.0"}
+    held = canary_of(started, minutes=1, annotations=hold).status
+    assert (held["phase"], held["activeVersion"], held.get("canary")) == ("Held", "1.4.0", None)
+    released = canary_of(held, minutes=2)
+    assert [t.result for t in released.transitions] == ["Released", "CanaryStarted"]
+
+
+def test_stale_one_shot_annotations_are_consumed() -> None:
+    annotations = {
+        kinds.ANNOTATION_ABORT: "1.4.9",  # another version
+        kinds.ANNOTATION_PROMOTE_FULL: "1.4.0",  # already active
+        ANNOTATION_RETRY: "1.4.0",  # nothing held
+    }
+    assert sorted(decide(inputs(annotations=annotations)).consumed_annotations) == sorted(
+        annotations
+    )
+    # A request for the desired version waits for its canary (gates still closed).
+    waiting = {kinds.ANNOTATION_PROMOTE_FULL: "1.5.0"}
+    blocked = canary_of(annotations=waiting, promotion={"approval": "required"})
+    assert blocked.consumed_annotations == []
+
+
 # ---------------------------------------------------------------- runs per version
 
 
@@ -218,3 +487,23 @@ def test_only_inflight_cancel_cancels_and_never_the_active_version() -> None:
     assert versions_to_cancel("cancel", "1.1.0", found) == ["1.0.0"]
     assert versions_to_cancel("pin", "1.1.0", found) == []
     assert versions_to_cancel("cancel", None, found) == []
+
+
+def test_a_progressing_canary_is_listed_after_the_active_version() -> None:
+    canary = {"version": "1.5.0", "state": "Progressing", "weight": 10}
+    previous = [{"version": "1.3.0", "state": "Canary"}]
+    entries = version_entries(
+        previous, "1.4.0", {"1.5.0": counts(1), "1.3.0": counts(0), "1.2.0": counts(2)}, canary
+    )
+    assert [(e["version"], e["state"]) for e in entries] == [
+        ("1.4.0", "Active"),
+        ("1.5.0", "Canary"),
+        ("1.2.0", "Draining"),
+        ("1.3.0", "Drained"),
+    ]
+    aborted = {**canary, "state": "Aborted", "weight": 0}
+    entries = version_entries([], "1.4.0", {"1.5.0": counts(1)}, aborted)
+    assert [(e["version"], e["state"]) for e in entries] == [
+        ("1.4.0", "Active"),
+        ("1.5.0", "Draining"),
+    ]

@@ -628,3 +628,179 @@ def test_progress(
 
 def test_progress_without_a_start() -> None:
     assert "eta" not in progress(10, 5, 0, 0, None, T0)
+
+
+# ------------------------------------------------------------------------ lifecycle
+
+from controller.model.migration import (  # noqa: E402
+    automatic_migration,
+    fail,
+    finish_batch,
+    next_step,
+    settled_outcome,
+)
+
+
+def waiting(count: int) -> MigrationPlan:
+    return plan(*(facts(f"r{i}") for i in range(count)))
+
+
+def phase_of(spec: dict[str, Any], status: dict[str, Any] | None = None, count: int = 3) -> str:
+    return str(next_step(spec, status or {}, waiting(count), set(), 1, T0).status["phase"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "expected"),
+    [
+        ({"toVersion": "2.0.0"}, {}, "Running"),
+        ({"dryRun": True}, {}, "Planned"),
+        ({"strategy": "manual"}, {}, "AwaitingApproval"),
+        ({"strategy": "manual", "approved": True}, {}, "Running"),
+        ({"dryRun": True, "cancel": True}, {}, "Cancelled"),
+        ({"paused": True}, {}, "Paused"),
+        ({"strategy": "sideways"}, {}, "Failed"),
+        ({"strategy": "gradual", "interval": "soon"}, {}, "Failed"),
+        ({"maxFailures": 1}, {"progress": {"failed": 2}}, "Failed"),
+        ({"maxFailures": 2}, {"progress": {"failed": 2}}, "Running"),
+        ({}, {"phase": "Succeeded"}, "Succeeded"),  # final phases stay
+        ({"cancel": True}, {"phase": "Failed"}, "Failed"),
+    ],
+)
+def test_phases(spec: dict[str, Any], status: dict[str, Any], expected: str) -> None:
+    assert phase_of(spec, status) == expected
+
+
+def test_a_batch_is_named_before_it_moves_and_counted_once() -> None:
+    step = next_step({"batchSize": 2}, {}, waiting(5), set(), 3, T0)
+    assert step.batch == ["r0", "r1"] and step.status["currentBatch"] == ["r0", "r1"]
+    assert step.status["phase"] == "Running" and step.status["startedAt"] == "2026-03-02T12:00:00Z"
+    assert step.status["progress"]["total"] == 5 and step.status["observedGeneration"] == 3
+    ready = {c["type"]: c["status"] for c in step.status["conditions"]}
+    assert ready == {"Ready": "False", "Reconciling": "True", "Stalled": "False"}
+
+    later = T0 + datetime.timedelta(seconds=10)
+    after = finish_batch(
+        step.status, {"r0": ("migrated", ""), "r1": ("failed", "set.x: boom")}, later
+    )
+    assert "currentBatch" not in after
+    assert after["progress"]["migrated"] == 1 and after["progress"]["failed"] == 1
+    assert after["failures"] == [{"run": "r1", "reason": "set.x: boom"}]
+
+    # The runs handled are out of the next batch; the failed one is never tried again.
+    nxt = next_step({"batchSize": 2}, after, waiting(5), {"r0"}, 3, later)
+    assert nxt.batch == ["r2", "r3"]
+    assert nxt.status["progress"] == {
+        "total": 5,
+        "migrated": 1,
+        "failed": 1,
+        "skipped": 0,
+        "remaining": 3,
+        "eta": "2026-03-02T12:00:25Z",
+    }
+
+
+def test_stale_outcomes_are_not_counted() -> None:
+    after = finish_batch({"currentBatch": ["r0"]}, {"r0": ("stale", "moved on")}, T0)
+    assert after["progress"] == {"migrated": 0, "failed": 0, "skipped": 0}
+
+
+def test_done_when_nothing_remains() -> None:
+    status = {"progress": {"migrated": 3, "skipped": 1}, "startedAt": "2026-03-02T11:00:00Z"}
+    blocked = plan(facts("r9", step="pause"))  # pause is gone in 2.0.0 and unmapped
+    step = next_step({}, status, blocked, set(), 1, T0)
+    assert step.status["phase"] == "Succeeded" and step.batch == []
+    assert step.status["message"] == (
+        "3 runs migrated to 2.0.0 (1 skipped, 0 failed); "
+        "1 runs cannot migrate and stay on their versions"
+    )
+    assert step.status["finishedAt"] == "2026-03-02T12:00:00Z"
+    assert step.status["progress"]["remaining"] == 0 and "eta" not in step.status["progress"]
+    assert {c["type"]: c["status"] for c in step.status["conditions"]}["Ready"] == "True"
+
+
+def test_gradual_waits_between_batches() -> None:
+    spec = {"strategy": "gradual", "batchSize": 1, "interval": "30s"}
+    first = next_step(spec, {}, waiting(3), set(), 1, T0)
+    assert first.batch == ["r0"] and first.status["nextBatchAt"] == "2026-03-02T12:00:30Z"
+    after = finish_batch(first.status, {"r0": ("migrated", "")}, T0)
+    early = next_step(spec, after, waiting(3), {"r0"}, 1, T0 + datetime.timedelta(seconds=5))
+    assert early.batch == [] and early.wake_at == T0 + datetime.timedelta(seconds=30)
+    due = next_step(spec, after, waiting(3), {"r0"}, 1, T0 + datetime.timedelta(seconds=30))
+    assert due.batch == ["r1"]
+
+
+def test_runs_mid_step_are_waited_for() -> None:
+    busy = plan(facts("r0", in_flight=True))
+    step = next_step({}, {}, busy, set(), 1, T0)
+    assert step.batch == [] and step.wake_at == T0 + datetime.timedelta(seconds=1)
+    assert "waiting for 1 runs to reach a safe point" in step.status["message"]
+
+
+def test_plan_errors_fail_the_migration() -> None:
+    broken = plan(facts("r0"), migrations=[{"from": ">=1.0.0", "map": {"wait-1d": "nowhere"}}])
+    step = next_step({}, {}, broken, set(), 1, T0)
+    assert step.status["phase"] == "Failed" and step.batch == []
+    assert "nothing moves" in step.status["message"] and "'nowhere'" in step.status["message"]
+    assert {c["type"]: c["status"] for c in step.status["conditions"]}["Stalled"] == "True"
+
+
+def test_a_dry_run_keeps_its_plan_and_moves_nothing() -> None:
+    step = next_step({"dryRun": True}, {}, waiting(2), set(), 1, T0)
+    assert step.batch == [] and step.status["plan"]["eligible"] == 2
+    assert "startedAt" not in step.status and "approve" in step.status["message"]
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (None, ("skipped", "the run no longer exists")),
+        ({"versionHistory": [{"migration": "m"}], "phase": "Succeeded"}, ("migrated", "")),
+        ({"phase": "Succeeded", "version": "1.0.0"}, ("skipped", "run finished (Succeeded)")),
+        ({"phase": "Waiting", "version": "2.0.0"}, ("skipped", "run is on version 2.0.0 already")),
+        ({"phase": "Waiting", "version": "1.0.0"}, ("stale", "the run cannot migrate now")),
+    ],
+)
+def test_settled_outcome(status: dict[str, Any] | None, expected: tuple[str, str]) -> None:
+    outcome, reason = settled_outcome(status, "m", "2.0.0")
+    assert outcome == expected[0] and reason.startswith(expected[1])
+
+
+def test_fail() -> None:
+    failed = fail({"phase": "Running"}, "parcel has no version 9.0.0", 2, T0)
+    assert failed["phase"] == "Failed" and failed["message"] == "parcel has no version 9.0.0"
+    assert failed["observedGeneration"] == 2 and failed["finishedAt"] == "2026-03-02T12:00:00Z"
+
+
+DRAINING = {"1.0.0": {"active": 2}, "2.0.0": {"active": 1}}
+VERIFIED = {"activeVersion": "2.0.0", "phase": "Verified", "verifiedAt": "2026-03-02T12:00:00Z"}
+MIGRATE = {"inflight": "migrate", "migration": {"strategy": "gradual", "batchSize": 10}}
+
+
+def test_automatic_migration() -> None:
+    body = automatic_migration("lead", "prod", VERIFIED, DRAINING, MIGRATE)
+    assert body is not None
+    assert body["metadata"]["name"] == "lead.prod.to-2.0.0.20260302120000"
+    assert body["spec"] == {
+        "workflow": "lead",
+        "environment": "prod",
+        "toVersion": "2.0.0",
+        "strategy": "gradual",
+        "batchSize": 10,
+    }
+    assert body["metadata"]["labels"]["flowpin.dev/workflow"] == "lead"
+
+
+@pytest.mark.parametrize(
+    ("status", "counts", "env"),
+    [
+        (VERIFIED, DRAINING, {"inflight": "pin"}),
+        (VERIFIED, {"1.0.0": {"active": 0}, "2.0.0": {"active": 4}}, MIGRATE),
+        ({**VERIFIED, "phase": "Held"}, DRAINING, MIGRATE),
+        ({**VERIFIED, "phase": "Canary"}, DRAINING, MIGRATE),
+        ({"phase": "Verified"}, DRAINING, MIGRATE),
+    ],
+)
+def test_no_automatic_migration(
+    status: dict[str, Any], counts: dict[str, dict[str, Any]], env: dict[str, Any]
+) -> None:
+    assert automatic_migration("lead", "prod", status, counts, env) is None
