@@ -415,7 +415,14 @@ def _print_table(plan: Plan) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="import summary", title_justify="left")
+    # Files relative to the folder they share, so that long paths do not crowd the table.
+    sources = [result.source for result in plan.results]
+    try:
+        base = os.path.commonpath(sources) if len(sources) > 1 else ""
+    except ValueError:  # relative and absolute paths mixed
+        base = ""
+    title = f"import summary ({base})" if base else "import summary"
+    table = Table(title=title, title_justify="left")
     for column in ("FILE", "FORMAT", "RESULT", "WRITTEN", "DETAILS"):
         table.add_column(column, overflow="fold")
     for result in plan.results:
@@ -429,7 +436,8 @@ def _print_table(plan: Plan) -> None:
             if warnings:
                 notes.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
             details = "; ".join(notes)
-        table.add_row(result.source, result.format, _LABEL[result.status], written, details)
+        shown = os.path.relpath(result.source, base) if base else result.source
+        table.add_row(shown, result.format, _LABEL[result.status], written, details)
     counts: dict[str, int] = {}
     for result in plan.results:
         counts[result.status] = counts.get(result.status, 0) + 1

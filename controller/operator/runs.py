@@ -324,11 +324,18 @@ class RunController:
         workflow, environment = str(spec.get("workflow")), str(spec.get("environment"))
         version = spec.get("version")
         trigger = (spec.get("trigger") or {}).get("type")
-        reason = (
-            f"active in {environment} when the {trigger} trigger fired"
-            if trigger in ("webhook", "schedule")
-            else "requested in spec.version"
-        )
+        reason = "requested in spec.version"
+        if trigger in ("webhook", "schedule"):  # the version the trigger chose for it
+            found = self.deployment_of(
+                run["metadata"]["namespace"], kinds.deployment_object_name(workflow, environment)
+            )
+            role = (
+                "canary"
+                if (((found or {}).get("status") or {}).get("canary") or {}).get("version")
+                == version
+                else "active"
+            )
+            reason = f"{role} in {environment} when the {trigger} trigger fired"
         if not version:
             name = kinds.deployment_object_name(workflow, environment)
             namespace = run["metadata"]["namespace"]

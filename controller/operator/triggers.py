@@ -34,6 +34,7 @@ from aiohttp import web
 from kubernetes.client.exceptions import ApiException
 
 from controller.api import kinds
+from controller.model import canary
 from controller.model.durations import parse_duration
 from controller.model.runs import input_errors
 from controller.model.triggers import (
@@ -190,14 +191,23 @@ async def _start_from_webhook(
     )
     if deployment is None:
         return not_found(f"no deployment of {workflow} in environment {environment}")
-    version = (deployment.get("status") or {}).get("activeVersion")
-    if not version:
+    status = deployment.get("status") or {}
+    stable = status.get("activeVersion")
+    if not stable:
         return not_found(f"{workflow} has no active version in {environment} yet")
-    definition = await controller.definition(namespace, workflow, str(version))
-    triggers = (definition or {}).get("triggers") or []
-    trigger = next(
-        (t for t in triggers if t.get("id") == trigger_id and t.get("type") == "webhook"), None
+    delivery = request.headers.get("X-Flowpin-Delivery") or ""
+    name = webhook_run_name(workflow, environment, trigger_id, delivery)
+    # A canary in progress takes its share of webhook runs too, decided by the run's name as
+    # for every new run; a canary version without this trigger leaves its runs to the stable.
+    version, _ = canary.assign(name, str(stable), status.get("canary") or {}, environment)
+    definition, trigger = await _webhook_trigger(
+        controller, namespace, workflow, version, trigger_id
     )
+    if trigger is None and version != stable:
+        version = str(stable)
+        definition, trigger = await _webhook_trigger(
+            controller, namespace, workflow, version, trigger_id
+        )
     if definition is None or trigger is None:
         return not_found(f"{workflow} {version} has no webhook trigger {trigger_id}")
 
@@ -215,7 +225,6 @@ async def _start_from_webhook(
             )  # fmt: skip
         # Checked against a random secret, so the answer is that of a bad signature.
         secret = secrets.token_hex(32)
-    delivery = request.headers.get("X-Flowpin-Delivery") or ""
     problem = check_signature(
         secret,
         delivery,
@@ -239,7 +248,6 @@ async def _start_from_webhook(
         return _error(422, "inputs do not match the inputs schema", errors=errors)
 
     run = run_object(workflow, environment, inputs, str(version), utcnow(), trigger="webhook")
-    name = webhook_run_name(workflow, environment, trigger_id, delivery)
     run["metadata"].pop("generateName")
     run["metadata"]["name"] = name
     run["spec"]["trigger"].update(id=trigger_id, deliveryId=delivery)
@@ -257,6 +265,18 @@ def _parse_time(text: Any) -> datetime.datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+async def _webhook_trigger(
+    controller: RunController, namespace: str, workflow: str, version: str | None, trigger_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """A version's definition and its webhook trigger of that id (None where missing)."""
+    definition = await controller.definition(namespace, workflow, str(version))
+    triggers = (definition or {}).get("triggers") or []
+    trigger = next(
+        (t for t in triggers if t.get("id") == trigger_id and t.get("type") == "webhook"), None
+    )
+    return definition, trigger
 
 
 def activated_at(status: Obj) -> datetime.datetime | None:

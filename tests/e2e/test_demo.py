@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -22,9 +23,10 @@ def test_demo_runs_to_the_end() -> None:
     assert "AwaitingApproval" in out and "approved lead-nurture 1.5.0 in prod" in out
     assert "git pins 1.5.0, running 1.4.0" in out  # the rollback, as kubectl shows it
     assert "RolledBack" in out and "Activated" in out  # flowpin history after the release
-    assert "eligible 4 (ready 4, deferred 0), skipped 0, blocked 2" in out  # the dry run
-    assert "step 'wait-vip' does not exist in version 2.0.0" in out
-    assert "4 runs migrated to 2.0.0" in out  # the gradual migration, after its progress
-    assert "[######......] 50% 2/4" in out
+    # The schedule fires every minute: a scheduled run may be parked on 1.6.0 too.
+    assert re.search(r"eligible [45] \(ready \d, deferred \d\), skipped \d+, blocked 2", out)
+    assert "step 'wait-vip' does not exist in version 2.0.0" in out  # the dry run's reason
+    assert re.search(r"progress: +\[#+\.+\] \d+% \d/[45]", out)  # a gradual migration
+    assert re.search(r"[45] runs migrated to 2.0.0", out)
     assert "CanaryAborted" in out and "more than maxFailedRuns 1" in out
     assert "Stopped the operator and the control plane" in out

@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,26 @@ def test_a_migration_killed_mid_batch_moves_every_run_exactly_once(
         entries = [h for h in found.get("versionHistory") or [] if h["migration"] == "bumpy"]
         assert len(entries) == 1, (run, found.get("versionHistory"))
         assert found["version"] == "2.0.0" and found["currentStep"] == "park"
+
+
+def test_flowpin_plan_counts_the_runs_parked_on_removed_steps(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    path = tmp_path / "repo"
+    setup(kubectl, namespace, path, lanes=True)
+    start_runs(kubectl, namespace, 3, lane="a")
+    start_runs(kubectl, namespace, 2, lane="b")
+    # The pull request: 2.0.0 renames hold to park (mapped) and drops the side path (not).
+    (path / "workflows/parcel.yaml").write_text(parcel("2.0.0", "park", MAP_HOLD_TO_PARK))
+    command = ["plan", "--against", "main", "--format", "text", "-n", namespace]
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.cli", *command],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "step hold (1.0.0) removed; 3 runs are parked there; the mapping covers them" in out
+    assert "step side (1.0.0) removed; 2 runs are parked there; the mapping does not cover" in out

@@ -42,7 +42,7 @@ def workdir(repo: pygit2.Repository) -> Path:
 
 
 def source_yaml(name: str, url: str, **spec: Any) -> str:
-    return source_manifest(name, url, ref={"branch": "main"}, **spec)
+    return source_manifest(name, url, **{"ref": {"branch": "main"}, **spec})
 
 
 def ready(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kubernetes.client.exceptions import ApiException
 
 from controller.api import kinds
+from controller.model.canary import bucket
 from controller.model.triggers import schedule_run_name, sign
 from controller.operator import triggers
 from controller.operator.runs import RunController
@@ -363,6 +364,38 @@ def test_signature_then_content_then_replay() -> None:
         assert codes == {"202": 1, "401": 1, "409": 1, "422": 3}
 
     with_receiver(scenario)
+
+
+def test_a_canary_takes_its_share_of_webhook_runs_by_name() -> None:
+    canary = {"version": "1.1.0", "weight": 50, "state": "Progressing"}
+    DEPLOYMENTS[(NS, "wf.qa")] = deployment("qa", {"activeVersion": "1.0.0", "canary": canary})
+
+    async def scenario(post: Post, kube: MemoryKube, controller: RunController, _: Any) -> None:
+        kube.versions[kinds.version_object_name("wf", "1.1.0")] = {
+            "spec": {"definition": DEFINITION}
+        }
+        chosen = {}
+        for index in range(40):
+            status, answer = await post("wf/qa/form", delivery=f"d-{index}")
+            assert status == 202
+            chosen[answer["run"]] = answer["version"]
+            assert kube.runs[answer["run"]]["spec"]["version"] == answer["version"]
+        assert set(chosen.values()) == {"1.0.0", "1.1.0"}
+        assert all(
+            (v == "1.1.0") == (bucket(name) < 50) for name, v in chosen.items()
+        )  # the same rule as for runs started without a version
+        # A canary version without the trigger leaves every run to the stable version.
+        kube.versions[kinds.version_object_name("wf", "1.1.0")] = {
+            "spec": {"definition": {**DEFINITION, "triggers": []}}
+        }
+        controller._definitions.clear()
+        versions = {(await post("wf/qa/form", delivery=f"e-{i}"))[1]["version"] for i in range(20)}
+        assert versions == {"1.0.0"}
+
+    try:
+        with_receiver(scenario)
+    finally:
+        del DEPLOYMENTS[(NS, "wf.qa")]
 
 
 # --------------------------------------------------------------------- the scheduler
