@@ -150,13 +150,10 @@ class DeploymentController:
             return
         previous = self.cache.deployments.get(key)
         self.cache.deployments[key] = body
-        self.enqueue([key])
+        if not _same_content(previous, body):  # not the echo of our own status write
+            self.enqueue([key])
         # A change of what is verified here may open the upstream gate downstream.
-        before = (previous or {}).get("status") or {}
-        after = body.get("status") or {}
-        if before.get("activeVersion") != after.get("activeVersion") or before.get(
-            "verifiedAt"
-        ) != after.get("verifiedAt"):
+        if _verified_changed((previous or {}).get("status") or {}, body.get("status") or {}):
             self.enqueue(self._downstream(body))
 
     def _downstream(self, deployment: Obj) -> list[Key]:
@@ -179,10 +176,13 @@ class DeploymentController:
 
     def on_version(self, event_type: str, body: Obj) -> None:
         key = _key(body)
+        previous = self.cache.versions.get(key)
         if event_type == "DELETED":
             self.cache.versions.pop(key, None)
         else:
             self.cache.versions[key] = body
+        if event_type != "DELETED" and _same_facts(previous, body):
+            return  # its run counts or environments changed: nothing a deployment decides on
         workflow = (body.get("spec") or {}).get("workflow")
         if workflow:
             self.enqueue(self.cache.deployments_where(key[0], workflow=str(workflow)))
@@ -251,9 +251,10 @@ class DeploymentController:
                 hold_info=hold_info,
                 upstream_verified_at=upstream_verified,
                 now=_now(),
-                canary_runs=self.canary_runs(
-                    namespace, workflow, environment, str(spec["version"])
-                ),
+                # The canary's evidence: a scan of the runs, only where a canary can run.
+                canary_runs=self.canary_runs(namespace, workflow, environment, str(spec["version"]))
+                if (env_spec.get("rollout") or {}).get("strategy") == "canary"
+                else (),
             )
         )
         counts = self.run_counts(
@@ -279,6 +280,10 @@ class DeploymentController:
             deployment["status"] = decision.status
             if current.get("activeVersion") != decision.status.get("activeVersion"):
                 self._schedule_environments_update(namespace, workflow)
+            if _verified_changed(current, decision.status):
+                # Downstream gates wait on this (the echo of this write finds the cache
+                # already updated, so it is said here).
+                self.enqueue(self._downstream(deployment))
         if decision.consumed_annotations:  # one-shot requests (abort, promote --full, retry)
             await self.kube.patch_metadata(
                 "WorkflowDeployment",
@@ -442,6 +447,41 @@ ENVIRONMENTS_MAX_DELAY = 60.0  # seconds: written by then even if deployments ke
 
 def _key(body: Obj) -> Key:
     return (body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def _verified_changed(before: Obj, after: Obj) -> bool:
+    """Whether what is active and Verified changed: downstream upstream gates read it."""
+    return bool(
+        before.get("activeVersion") != after.get("activeVersion")
+        or before.get("verifiedAt") != after.get("verifiedAt")
+    )
+
+
+def _same_content(previous: Obj | None, body: Obj) -> bool:
+    """Whether an event brings nothing new to decide on: the same spec, status and
+    annotations (the echo of a status this controller has just written and cached)."""
+    if previous is None:
+        return False
+    return (
+        previous.get("spec") == body.get("spec")
+        and previous.get("status") == body.get("status")
+        and previous["metadata"].get("annotations") == body["metadata"].get("annotations")
+        and previous["metadata"].get("deletionTimestamp")
+        == body["metadata"].get("deletionTimestamp")
+    )
+
+
+VERSION_COUNTS = ("runs", "runLedger", "environments")  # status a deployment does not read
+
+
+def _same_facts(previous: Obj | None, body: Obj) -> bool:
+    """Whether a WorkflowVersion event changes only what no deployment decides on: its run
+    counts, ledger and environments (written every second while runs move)."""
+    if previous is None or previous.get("spec") != body.get("spec"):
+        return False
+    before = {k: v for k, v in (previous.get("status") or {}).items() if k not in VERSION_COUNTS}
+    after = {k: v for k, v in (body.get("status") or {}).items() if k not in VERSION_COUNTS}
+    return before == after
 
 
 def _now() -> datetime.datetime:
