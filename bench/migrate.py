@@ -10,10 +10,10 @@ Workflow `move` 1.0.0 parks every run at a one-hour wait (`hold`); 2.0.0 renames
 2. Dry-run plan: the pure planner (`model.migration.plan_migration`) over the N run objects
    as listed from the API server: seconds (best of 3). Then a WorkflowMigration with
    `dryRun: true` is created: seconds until the operator shows phase Planned with the plan.
-3. 2.0.0 is committed and synced; a WorkflowMigration with the `immediate` strategy moves
-   the N runs: seconds from its creation until phase Succeeded, runs per minute, and API
-   writes per run (the operator's `flowpin_api_writes_total` over that span, every kind).
-   Every run is then checked: on 2.0.0 at `park`, one versionHistory entry.
+3. 2.0.0 is committed and synced; a WorkflowMigration with the `immediate` strategy (its
+   default batch size) moves the N runs: seconds from its creation until phase Succeeded,
+   runs per minute, and API writes per run (the operator's `flowpin_api_writes_total` over
+   that span, every kind). Every run is then checked: on 2.0.0 at `park`, one versionHistory entry.
 4. The API server's own ceiling for single-object patches, measured in the same run: merge
    patches of one annotation on N distinct WorkflowRuns in a namespace the operator does not
    watch, from 8 threads (the operator's own client concurrency) and from 32; the best rate.
@@ -172,7 +172,7 @@ def migrate_figures(api: client.CustomObjectsApi, operator: OperatorProcess, cou
     writes = operator.metric_sum("flowpin_api_writes_total") - writes_before
     assert status["phase"] == "Succeeded", status
     assert status["progress"]["migrated"] == count, status["progress"]
-    workload = f"{count} waiting runs, immediate strategy, batches of 100"
+    workload = f"{count} waiting runs, immediate strategy (default batches of 500)"
     rate = count / elapsed * 60
     report("migrate_wall_time", round(elapsed, 2), "s", workload)
     report("migrate_runs_per_minute", round(rate), "runs/min", workload)

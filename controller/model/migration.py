@@ -59,7 +59,11 @@ from controller.model.semver import Version, VersionRange, parse_range, parse_ve
 
 Strategy = Literal["immediate", "gradual", "manual"]
 STRATEGIES: tuple[str, ...] = ("immediate", "gradual", "manual")
-DEFAULT_BATCH_SIZE = 100  # runs per batch: small patches the API server takes well
+DEFAULT_BATCH_SIZE = 100  # runs per batch of a gradual migration
+# Runs per batch of an immediate (or approved manual) migration. The API server sees at most
+# the client's few concurrent patches either way; a batch bounds what a crash leaves to settle
+# and how often progress is written, and a larger one waits less on its slowest run.
+IMMEDIATE_BATCH_SIZE = 500
 BLOCKED_LIMIT = 100  # blocked runs listed in status.plan; the count is always complete
 SAFE_PHASES = frozenset({"Running", "Waiting"})
 IN_PROGRESS = frozenset({"Running", "Retrying"})  # step entries of a step not finished yet
@@ -663,7 +667,13 @@ def settings_of(spec: Mapping[str, Any]) -> MigrationSettings:
     max_failures = spec.get("maxFailures")
     return MigrationSettings(
         strategy=strategy,
-        batch_size=max(int(spec.get("batchSize") or DEFAULT_BATCH_SIZE), 1),
+        batch_size=max(
+            int(
+                spec.get("batchSize")
+                or (DEFAULT_BATCH_SIZE if strategy == "gradual" else IMMEDIATE_BATCH_SIZE)
+            ),
+            1,
+        ),
         interval=interval,
         max_failures=None if max_failures is None else int(max_failures),
         dry_run=bool(spec.get("dryRun")),
