@@ -29,6 +29,7 @@ from controller.model.history_rules import (
     needed_bump,
     next_version,
 )
+from controller.model.report import finding_object
 from controller.model.semver import parse_version
 from controller.model.source_map import load_yaml
 from controller.model.validate import (
@@ -461,18 +462,7 @@ def summary_json(plan: Plan) -> str:
                 "written": [i.path for i in r.items if i.path],
                 "reasons": r.reasons,
                 "migrations": r.migrations,
-                "findings": [
-                    {
-                        "file": f.file,
-                        "line": f.line,
-                        "column": f.column,
-                        "severity": f.severity,
-                        "code": f.code,
-                        "message": f.message,
-                        "path": f.path,
-                    }
-                    for f in sorted(r.findings)
-                ],
+                "findings": [finding_object(f) for f in sorted(r.findings)],
             }
             for r in plan.results
         ],

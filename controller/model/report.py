@@ -50,22 +50,24 @@ def _summary(findings: list[Finding]) -> dict[str, int]:
     return {"errors": errors, "warnings": len(findings) - errors, "total": len(findings)}
 
 
+def finding_object(f: Finding) -> dict[str, object]:
+    """One finding as JSON output shows it, keys in a fixed order."""
+    return {
+        "file": f.file,
+        "line": f.line,
+        "column": f.column,
+        "severity": f.severity,
+        "code": f.code,
+        "message": f.message,
+        "path": f.path,
+    }
+
+
 def json(findings: Iterable[Finding]) -> str:
     """`{"findings": [...], "summary": {"errors", "warnings", "total"}}`, keys in a fixed order."""
     ordered = sorted(findings)
     document = {
-        "findings": [
-            {
-                "file": f.file,
-                "line": f.line,
-                "column": f.column,
-                "severity": f.severity,
-                "code": f.code,
-                "message": f.message,
-                "path": f.path,
-            }
-            for f in ordered
-        ],
+        "findings": [finding_object(f) for f in ordered],
         "summary": _summary(ordered),
     }
     return _json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -116,15 +116,9 @@ class RunController:
     ) -> dict[str, dict[str, Any]]:
         """Run counts per version in one deployment: its ledger plus its live runs."""
         live: dict[str, list[Obj]] = {}
-        for (ns, _), run in self.cache.items():
-            spec = run.get("spec") or {}
+        for run in self.runs_of(namespace, workflow, environment):
             version = _version(run)
-            if (
-                ns == namespace
-                and version
-                and spec.get("workflow") == workflow
-                and spec.get("environment") == environment
-            ):
+            if version:
                 live.setdefault(version, []).append(run)
         return {
             version: runstats.counts(dict(ledgers.get(version) or {}), live.get(version, []))
@@ -137,17 +131,16 @@ class RunController:
         """Cancel the unfinished runs of these versions (`inflight: cancel`)."""
         doomed = set(versions)
         cancelled = 0
-        for (ns, name), run in list(self.cache.items()):
-            spec = run.get("spec") or {}
+        for run in self.runs_of(namespace, workflow, environment):
             if (
-                ns == namespace
-                and spec.get("workflow") == workflow
-                and spec.get("environment") == environment
-                and _version(run) in doomed
-                and not spec.get("cancel")
+                _version(run) in doomed
+                and not (run.get("spec") or {}).get("cancel")
                 and not machine.is_terminal(run.get("status") or {})
             ):
-                await self.kube.patch_spec(kinds.WORKFLOW_RUN.kind, ns, name, {"cancel": True})
+                name = run["metadata"]["name"]
+                await self.kube.patch_spec(
+                    kinds.WORKFLOW_RUN.kind, namespace, name, {"cancel": True}
+                )
                 cancelled += 1
         return cancelled
 
