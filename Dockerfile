@@ -14,9 +14,10 @@ FROM ${PYTHON_IMAGE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     FLOWPIN_CACHE=/var/cache/flowpin
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels flowpin \
-    && rm -rf /wheels \
+# The wheels are bind-mounted from the build stage for this one RUN: they never land in a
+# layer of the image (a COPY followed by `rm` would still ship them in the COPY's layer).
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels flowpin \
     && mkdir -p /var/cache/flowpin \
     && chown 65532:65532 /var/cache/flowpin
 USER 65532:65532

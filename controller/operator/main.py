@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 
@@ -80,16 +81,29 @@ async def prime_caches(
     migration_controller.start()
 
 
-async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) -> None:
+async def run(
+    settings: OperatorSettings, *, stop: asyncio.Event | None = None, signals: bool = False
+) -> None:
+    """The operator until `stop` is set (or the Lease is lost). `signals`: SIGINT and SIGTERM
+    set `stop`, also while kopf runs (it installs handlers of its own)."""
     config.load_config()  # type: ignore[no-untyped-call]
     elector = LeaderElector(client.CoordinationV1Api(), settings)
     kopf_ready = threading.Event()
     metrics = Metrics()
     kube = Kube()
+
+    def leading() -> bool:
+        return elector.is_leader and kopf_ready.is_set()
+
     server = OperatorHttpServer(
         settings.http_host,
         settings.http_port,
-        is_ready=lambda: elector.is_leader and kopf_ready.is_set(),
+        # Ready = able to serve: the API server answers and, on the leader, kopf is up. A
+        # standby is ready too (readiness is not leadership; see docs/install.md).
+        is_ready=lambda: elector.connected and (not elector.is_leader or kopf_ready.is_set()),
+        is_leader=leading,
+        identity=settings.identity,
+        leader_address=lambda: elector.leader_address,
         metrics=lambda: metrics.render({"flowpin_api_writes_total": kube.writes}),
     )
     syncer = SourceSyncer(kube, settings.cache_dir, metrics=metrics)
@@ -125,7 +139,13 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
     triggers.add_run_webhook_route(server.app, run_controller)
     add_git_push_route(server.app, source_registry, kube_secret_reader(kube))
     port = await server.start()
-    logger.info("http server on %s:%d (/healthz, /readyz)", settings.http_host, port)
+    # Where a standby forwards webhooks to while this replica leads (the Deployment sets
+    # POD_IP); without it, a standby answers webhooks 503.
+    pod_ip = os.environ.get("POD_IP")
+    if pod_ip:
+        host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+        elector.advertise = f"http://{host}:{port}"
+    logger.info("http server on %s:%d (/healthz, /readyz, /leaderz)", settings.http_host, port)
     stop = stop or asyncio.Event()
     try:
         acquiring = asyncio.create_task(elector.acquire())
@@ -139,45 +159,79 @@ async def run(settings: OperatorSettings, *, stop: asyncio.Event | None = None) 
         kopf_stop = asyncio.Event()
 
         async def watch_leadership() -> None:
-            await elector.keep()
-            # Lost: stop running steps at once, before kopf winds down, so that two replicas
-            # never call out for the same run.
+            try:
+                await elector.keep()  # returns (never raises) once this replica stops leading
+                # Lost: stop running steps at once, before kopf winds down, so that two
+                # replicas never call out for the same run.
+                await migration_controller.stop()
+                await run_controller.stop()
+                await scheduler.queue.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("stopping after the lease was lost")
+            finally:
+                kopf_stop.set()
+
+        async def stop_workers() -> None:
+            """Our workers first: kopf waits 5 s for tasks it did not start before it
+            cancels them, so a SIGTERM would otherwise take 5 s longer."""
             await migration_controller.stop()
             await run_controller.stop()
+            await deployment_controller.stop()
             await scheduler.queue.stop()
-            kopf_stop.set()
 
         async def watch_stop() -> None:
             await stop.wait()
-            kopf_stop.set()
+            try:
+                await stop_workers()
+            finally:
+                kopf_stop.set()
 
-        await prime_caches(
-            kube, settings.namespaces, deployment_controller, run_controller, migration_controller
-        )
+        async def reclaim_signals() -> None:
+            """kopf's own handlers would stop kopf first and leave our workers to its 5 s
+            wait for tasks it did not start; once it is ready, the signals are ours again."""
+            while not kopf_ready.is_set():
+                await asyncio.sleep(0.1)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+
+        # Renewal starts before the caches are primed: the term runs from the acquisition.
         tasks = [
             asyncio.create_task(watch_leadership()),
             asyncio.create_task(watch_stop()),
         ]
+        if signals:
+            tasks.append(asyncio.create_task(reclaim_signals()))
         try:
-            await kopf.operator(
-                settings=kopf_settings_for(settings),
-                registry=handlers,
-                clusterwide=not settings.namespaces,
-                namespaces=settings.namespaces,
-                standalone=True,
-                stop_flag=kopf_stop,
-                ready_flag=kopf_ready,
+            await prime_caches(
+                kube,
+                settings.namespaces,
+                deployment_controller,
+                run_controller,
+                migration_controller,
             )
+            if not kopf_stop.is_set():  # not stopped nor lost while priming
+                await kopf.operator(
+                    settings=kopf_settings_for(settings),
+                    registry=handlers,
+                    clusterwide=not settings.namespaces,
+                    namespaces=settings.namespaces,
+                    standalone=True,
+                    stop_flag=kopf_stop,
+                    ready_flag=kopf_ready,
+                )
         finally:
+            lost = not elector.is_leader
             for task in tasks:
                 task.cancel()
-            await deployment_controller.stop()
-            await migration_controller.stop()
-            await run_controller.stop()
-            await scheduler.queue.stop()
+            await stop_workers()
             await http_caller.close()
-        if not stop.is_set() and not elector.is_leader:
+        if not stop.is_set() and lost:
             raise SystemExit("lost the leader lease; exiting so that a standby can lead")
+        if not lost:  # stopped cleanly (SIGTERM): let a standby lead without waiting 15 s
+            await elector.release()
     finally:
         await server.stop()
 
@@ -199,6 +253,6 @@ def main(settings: OperatorSettings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop=stop)
+        await run(settings, stop=stop, signals=True)
 
     asyncio.run(_main())

@@ -14,12 +14,14 @@ from controller.testing.controlplane import (
     ControlPlaneSettings,
     ensure_binary,
 )
+from controller.testing.signals import Stop, stop_on_signals
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m controller.testing")
     parser.add_argument("command", choices=["build", "start"])
     args = parser.parse_args()
+    stop_on_signals()
     try:
         if args.command == "build":
             print(ensure_binary(ControlPlaneSettings()))
@@ -27,13 +29,14 @@ def main() -> int:
         with ControlPlane() as plane:
             install_flowpin(Kubectl(env=plane.env()))
             print(f"control plane ready: export KUBECONFIG={plane.kubeconfig}", flush=True)
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        return 0
+            while True:
+                signal.pause()
     except ControlPlaneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except Stop as stop:
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     sys.exit(main())

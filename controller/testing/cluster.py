@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from controller.api import kinds
-from controller.testing.controlplane import REPO_ROOT, ControlPlane, _die_with_parent, free_port
+from controller.testing.controlplane import REPO_ROOT, ControlPlane, die_with_parent, free_port
 
 CRDS_DIR = REPO_ROOT / "crds"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
@@ -171,14 +171,23 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=REPO_ROOT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
+            process_group=0,  # a terminal's Ctrl-C reaches the parent, which stops us in order
         )
         return self
 
     def readyz(self) -> int:
-        """HTTP status of /readyz: 200 leading and ready, 503 standing by, 0 not answering."""
+        """HTTP status of /readyz: 200 able to serve (the leader once kopf is ready, or a
+        standby that reaches the API server), 503 not (yet), 0 not answering."""
+        return self._probe("/readyz")
+
+    def leaderz(self) -> int:
+        """HTTP status of /leaderz: 200 leading and ready, 503 standing by, 0 not answering."""
+        return self._probe("/leaderz")
+
+    def _probe(self, path: str) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
                 return int(r.status)
         except urllib.error.HTTPError as error:
             return int(error.code)
@@ -208,7 +217,7 @@ class OperatorProcess:
     def _alive_status(self) -> int:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"operator exited {self.process.returncode}:\n{self.logs()[-3000:]}")
-        return self.readyz()
+        return self.leaderz()
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -5,8 +5,9 @@ embedded etcd built from Go modules) and is cached outside the clone, keyed by t
 go.mod and go.sum. It is started the way controller-runtime's envtest starts its binaries:
 etcd on loopback with its data on tmpfs, a secure API server with RBAC and service-account
 signing keys, and a controller manager with only the garbage-collector and namespace
-controllers. Every process dies with its parent (PR_SET_PDEATHSIG), so a killed test run
-leaves no orphans.
+controllers. Every process is killed when its parent dies (PR_SET_PDEATHSIG), so a killed test
+run or demo leaves no orphans; the work directory (keys, etcd data) records its owner's pid, and
+the next start removes the directories of owners that are gone.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from controller.testing.pki import Pki, create_pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO_ROOT / "tools" / "control-plane"
+WORKDIR_PREFIX = "flowpin-cp-"
 
 
 class ControlPlaneError(RuntimeError):
@@ -102,11 +104,101 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the parent process dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+_libc = ctypes.CDLL(None, use_errno=True)  # looked up here: the forked child only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` for children that must not outlive this process.
+
+    In the child, before exec: unblock every signal (a mask blocked by the parent, e.g. for
+    `sigwait`, is inherited across exec and would make the child deaf to SIGTERM), then ask the
+    kernel to SIGKILL it when the parent dies; if the parent died before that, exit at once.
+    The kernel watches the thread that called Popen, so call it from a thread that lives as
+    long as the child should (the main thread, in practice).
+    """
+    parent = os.getpid()
+
+    def in_child() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        _libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
+
+
+# ---------------------------------------------------------------------- owned directories
+OWNER_FILE = "owner.pid"
+_UNCLAIMED_GRACE = 600.0
+"""Seconds a directory without an owner file is left alone (it may be being created)."""
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of a live process (clock ticks since boot), None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _owner_alive(path: Path) -> bool | None:
+    """Whether the process that made `path` still runs; None if the directory names none."""
+    try:
+        pid, start = (path / OWNER_FILE).read_text().split()
+        return _process_start(int(pid)) == start
+    except (OSError, ValueError):
+        return None
+
+
+def _used_by_a_process(path: Path) -> bool:
+    """Whether a live process names `path` on its command line (e.g. etcd's --data-dir)."""
+    needle = str(path).encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def sweep_stale_dirs(prefix: str, root: Path | None = None) -> list[Path]:
+    """Remove this user's `<root>/<prefix>*` directories whose owner process is gone.
+
+    Directories without an owner file (made by an older version, or being made right now) go
+    only once they are older than a grace period and no live process names them."""
+    removed: list[Path] = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
+            continue
+        alive = _owner_alive(path)
+        if alive is None:
+            if time.time() - info.st_mtime < _UNCLAIMED_GRACE or _used_by_a_process(path):
+                continue
+        elif alive:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def owned_tempdir(prefix: str, root: Path | None = None) -> Path:
+    """`mkdtemp` that records this process as the owner, after sweeping stale ones."""
+    sweep_stale_dirs(prefix, root)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+    pid = os.getpid()
+    (path / OWNER_FILE).write_text(f"{pid} {_process_start(pid)}\n")
+    return path
 
 
 @dataclass
@@ -126,7 +218,7 @@ class ControlPlane:
         tmp_root = self.settings.tmp_root or (
             Path("/dev/shm") if Path("/dev/shm").is_dir() else None
         )
-        self.workdir = Path(tempfile.mkdtemp(prefix="flowpin-cp-", dir=tmp_root))
+        self.workdir = owned_tempdir(WORKDIR_PREFIX, tmp_root)
         self.kubeconfig = self.workdir / "kubeconfig"
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
@@ -137,6 +229,14 @@ class ControlPlane:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> ControlPlane:
+        try:
+            self._start()
+        except BaseException:  # also KeyboardInterrupt: nothing started may stay behind
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         binary = ensure_binary(self.settings)
         self._pki = pki = create_pki(self.workdir / "pki")
         self._write_kubeconfig(pki)
@@ -193,22 +293,19 @@ class ControlPlane:
                 ],
                 self.workdir / "kube-controller-manager.log",
             )
-        try:
-            self._launch("etcd")
-            self._wait(self._etcd_ready, "etcd")
-            self._launch("kube-apiserver")
-            self._wait(self._apiserver_ready, "kube-apiserver")
-            if self.settings.controller_manager:
-                self._launch("kube-controller-manager")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._launch("etcd")
+        self._wait(self._etcd_ready, "etcd")
+        self._launch("kube-apiserver")
+        self._wait(self._apiserver_ready, "kube-apiserver")
+        if self.settings.controller_manager:
+            self._launch("kube-controller-manager")
 
     def stop(self) -> None:
-        for component in reversed(list(self._components.values())):
-            self._terminate(component)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        try:
+            for component in reversed(list(self._components.values())):
+                self._terminate(component)
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart_apiserver(self) -> None:
         """Stop and start kube-apiserver alone (etcd keeps the data), for fault tests."""
@@ -312,7 +409,8 @@ class ControlPlane:
             stdout=component.log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
+            process_group=0,  # a terminal's Ctrl-C reaches the parent, which stops us in order
         )
 
     def _terminate(self, component: _Component) -> None:

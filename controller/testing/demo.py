@@ -7,18 +7,22 @@ new version to dev; a pull request pins it in staging and prod; prod waits on it
 on approval; approval; an emergency rollback and its release. Then runs parked on a version
 that a breaking one replaces: a dry-run migration plan, a gradual migration, and a canary
 that fails its analysis and rolls back by itself. kubectl views at each step.
-Then it waits for Ctrl-C and stops everything it started. `--no-wait` ends after the last
-step (tests use it).
+At the end it lists everything with `kubectl get flowpin -A`, waits for Ctrl-C and stops
+everything it started. `--no-wait` ends after the last step (tests use it).
+
+Ctrl-C or SIGTERM at any step stops the demo within seconds: the operator, then the control
+plane; its work directories are removed. Every child is SIGKILLed by the kernel if the demo
+itself is killed (`die_with_parent`), and a later start removes the directories left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
+import shutil
 import subprocess
 import sys
-import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,13 +37,21 @@ from controller.testing.cluster import (
     operator_kubeconfig,
     poll,
 )
-from controller.testing.controlplane import REPO_ROOT, ControlPlane, ControlPlaneError
+from controller.testing.controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    ControlPlaneError,
+    die_with_parent,
+    owned_tempdir,
+)
 from controller.testing.gitrepo import commit_all, repo_from_directory
 from controller.testing.httpsink import HttpSink
+from controller.testing.signals import Stop, stop_on_signals
 
 EXAMPLES = REPO_ROOT / "examples"
 DEMO_NAMESPACE = "flowpin-demo"
 WEBHOOK_SECRET = "demo-webhook-secret"
+WORKDIR_PREFIX = "flowpin-demo-"
 
 
 def say(step: str) -> None:
@@ -81,6 +93,7 @@ def flowpin(plane: ControlPlane, *args: str) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        preexec_fn=die_with_parent(),
     )
     print((result.stdout + result.stderr).rstrip(), flush=True)
     if result.returncode != 0:
@@ -398,14 +411,16 @@ def run_demo(workdir: Path, wait: bool) -> None:
         repo = repo_from_directory(EXAMPLES, repo_dir, "Add lead-nurture and onboarding")
         print(f"{repo_dir} at {repo.head.target}")
 
-        mail = HttpSink().start()
+        mail = HttpSink()
         say("Starting the operator as the flowpin-operator ServiceAccount")
         operator = OperatorProcess(
             kubeconfig=operator_kubeconfig(plane, kubectl, workdir / "operator-kubeconfig"),
             log_path=workdir / "operator.log",
             identity="demo-operator",
-        ).start()
-        try:
+        )
+        try:  # started inside: a Ctrl-C while they start stops them too
+            mail.start()
+            operator.start()
             operator.wait_ready()
             print(f"operator leading; logs in {operator.log_path}")
 
@@ -419,18 +434,20 @@ def run_demo(workdir: Path, wait: bool) -> None:
                 what="the operator to sync the source",
             )
             show(kubectl, "get", "wfsrc", "-n", DEMO_NAMESPACE, "-o", "wide")
-            show(kubectl, "get", "wfv,wfenv", "-n", DEMO_NAMESPACE)
             wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("phase") == "Blocked")
-            show_deployments(kubectl)
+            say("Everything flowpin made of it: versions, environments, deployments")
+            show(kubectl, "get", "flowpin", "-A")
             kubectl.run(
                 "create", "secret", "generic", "lead-nurture-webhook",
                 f"--from-literal=secret={WEBHOOK_SECRET}", "-n", DEMO_NAMESPACE,
             )  # fmt: skip
             promotion_story(kubectl, repo, plane, mail, operator.port)
             migration_story(kubectl, repo, plane, mail, operator.port)
+            say("Everything flowpin in the cluster now")
+            show(kubectl, "get", "flowpin", "-A")
             if wait:
                 say("Running. Try kubectl yourself with the KUBECONFIG above; Ctrl-C stops all")
-                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+                wait_for_ctrl_c(operator)
         except Exception:
             print("\n--- operator log (last lines) ---", file=sys.stderr)
             print("\n".join(operator.logs().splitlines()[-40:]), file=sys.stderr)
@@ -441,17 +458,35 @@ def run_demo(workdir: Path, wait: bool) -> None:
     say("Stopped the operator and the control plane")
 
 
+def wait_for_ctrl_c(operator: OperatorProcess) -> None:
+    """Until Ctrl-C or SIGTERM (or the operator dies, which ends the demo with its log)."""
+    try:
+        while True:
+            if operator.process is not None and operator.process.poll() is not None:
+                raise RuntimeError(f"the operator exited {operator.process.returncode}")
+            time.sleep(1)
+    except Stop:
+        return
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--no-wait", action="store_true", help="exit after the last step")
     args = parser.parse_args()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stop_on_signals()
+    workdir: Path | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="flowpin-demo-") as workdir:
-            run_demo(Path(workdir), wait=not args.no_wait)
+        workdir = owned_tempdir(WORKDIR_PREFIX)
+        run_demo(workdir, wait=not args.no_wait)
     except ControlPlaneError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except Stop as stop:
+        print("Stopped the operator and the control plane before the end", file=sys.stderr)
+        return 128 + stop.signum
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

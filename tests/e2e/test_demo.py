@@ -20,6 +20,21 @@ def test_demo_runs_to_the_end() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "examples" in out and "Synced commit" in out
+    # Everything flowpin, as `kubectl get flowpin -A` lists it: once the source is applied,
+    # and again at the end.
+    assert out.count("$ kubectl get flowpin -A\n") == 2
+    listing = out.split("$ kubectl get flowpin -A\n", 1)[1].split("\n==> ", 1)[0]
+    assert re.search(r"^NAMESPACE +NAME +URL +REF +COMMIT +VERSIONS +READY", listing, re.M)
+    assert re.search(r"^flowpin-demo +workflowsource\.flowpin\.dev/examples +/", listing, re.M)
+    assert re.search(
+        r"^flowpin-demo +workflowdeployment\.flowpin\.dev/lead-nurture\.prod +lead-nurture +prod ",
+        listing,
+        re.M,
+    )
+    assert re.search(r"^flowpin-demo +environment\.flowpin\.dev/staging ", listing, re.M)
+    assert re.search(
+        r"^flowpin-demo +workflowversion\.flowpin\.dev/onboarding\.v2\.1\.3 ", listing, re.M
+    )
     assert "AwaitingApproval" in out and "approved lead-nurture 1.5.0 in prod" in out
     assert "git pins 1.5.0, running 1.4.0" in out  # the rollback, as kubectl shows it
     assert "RolledBack" in out and "Activated" in out  # flowpin history after the release

@@ -160,7 +160,7 @@ def test_two_operators_only_one_handles_objects(
     first.wait_ready()
     second = start_operator((namespace,), identity="replica-b")
     second.wait_answering()
-    assert second.readyz() == 503  # standing by
+    assert second.leaderz() == 503  # standing by
 
     names = [f"src-{i}" for i in range(5)]
     for name in names:
@@ -192,8 +192,16 @@ def test_two_operators_only_one_handles_objects(
 def test_deleting_a_namespace_with_flowpin_objects_completes(
     kubectl: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
-    for kind in kinds.ALL_KINDS:
-        kubectl.apply(manifest(kind.kind, f"doomed-{uuid.uuid4().hex[:6]}"), namespace)
+    names = {kind.kind: f"doomed-{uuid.uuid4().hex[:6]}" for kind in kinds.ALL_KINDS}
+    for kind, name in names.items():
+        kubectl.apply(manifest(kind, name), namespace)
+    run = names[kinds.WORKFLOW_RUN.kind]
+    # The operator holds the run with its finalizer: deleting the namespace must go through it.
+    poll(
+        lambda: kubectl.json("get", "wfr", run, "-n", namespace)["metadata"].get("finalizers"),
+        lambda finalizers: kinds.FINALIZER_RUN_COUNTS in (finalizers or []),
+        what=f"the finalizer on WorkflowRun {run}",
+    )
     kubectl.run("delete", "namespace", namespace, "--wait=false")
     poll(
         lambda: kubectl.run("get", "namespace", namespace, check=False).returncode,
@@ -201,3 +209,94 @@ def test_deleting_a_namespace_with_flowpin_objects_completes(
         timeout=90,
         what=f"namespace {namespace} to be deleted",
     )
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_leading_before_the_lease_expires(
+    kubectl: Kubectl,
+    control_plane: object,
+    start_operator: StartOperator,
+    namespace: str,
+) -> None:
+    """kube-apiserver goes away for longer than the renew deadline (10 s of the 15 s lease):
+    the leader stops leading before a standby could take the Lease, and exits so that it
+    comes back as a candidate (the Deployment restarts it); with the API back, it leads."""
+    import time
+
+    import yaml
+
+    from controller.testing.controlplane import ControlPlane
+
+    assert isinstance(control_plane, ControlPlane)
+    leader = start_operator((namespace,), identity="cut-off")
+    leader.wait_ready()
+    poll(leader.readyz, lambda status: status == 200, what="the leader to be ready")
+    apiserver = control_plane._components["kube-apiserver"]
+    control_plane._terminate(apiserver)  # connections refused: urllib3's MaxRetryError
+    stopped = time.monotonic()
+    try:
+        poll(
+            leader.leaderz,
+            lambda status: status != 200,
+            timeout=20,
+            interval=0.1,
+            what="the leader to stop leading",
+        )
+        assert time.monotonic() - stopped < 12  # the renew deadline, well before 15 s
+        assert leader.process is not None
+        code = poll(
+            leader.process.poll,
+            lambda code: code is not None,
+            timeout=60,
+            what="the former leader to exit",
+        )
+        assert code != 0
+    finally:
+        control_plane._launch("kube-apiserver")
+        control_plane._wait(control_plane._apiserver_ready, "kube-apiserver")
+    logs = leader.logs()
+    assert "no longer leading" in logs
+    assert "lost the leader lease" in logs
+    token = yaml.safe_load(leader.kubeconfig.read_text())["users"][0]["user"]["token"]
+    assert token not in logs
+
+    # What the kubelet does: the same pod (identity) starts again, and leads.
+    restarted = start_operator((namespace,), identity="cut-off")
+    restarted.wait_ready(timeout=60)
+    assert restarted.readyz() == 200
+    lease = kubectl.json("get", "lease", restarted.lease_name, "-n", "flowpin-system")
+    assert lease["spec"]["holderIdentity"] == "cut-off"
+
+
+def test_a_standby_is_ready_and_forwards_webhooks_to_the_leader(
+    namespace: str, start_operator: StartOperator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readiness is not leadership: a standby passes /readyz (so that a two-replica
+    Deployment becomes Available) but not /leaderz, and the webhooks it receives are answered
+    by the leader, whose address (POD_IP, as the Deployment sets it) is on the Lease."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setenv("POD_IP", "127.0.0.1")
+    first = start_operator((namespace,), identity="ready-a")
+    first.wait_ready()
+    second = start_operator((namespace,), identity="ready-b")
+    poll(second.readyz, lambda status: status == 200, what="the standby to be ready")
+    assert second.leaderz() == 503
+    assert first.leaderz() == 200 and first.readyz() == 200
+
+    def deliver(path: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{second.port}{path}", data=b"{}", headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status), json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return int(error.code), json.loads(error.read())
+
+    # Answers only the leader can give: its receivers, through the standby.
+    assert deliver("/hooks/git", {"X-GitHub-Event": "ping"}) == (200, {"status": "pong"})
+    code, answer = deliver(f"/hooks/{namespace}/nothing/prod/signup", {})
+    assert code == 404 and answer == {"error": "no webhook trigger at this path"}
+    assert "forwarding" not in second.logs()

@@ -407,7 +407,7 @@ def test_two_replicas_advance_each_run_once_across_a_failover(
     first.wait_ready()
     second = start_operator((namespace,), identity="replica-b")
     second.wait_answering()
-    assert second.readyz() == 503  # a standby: only the leader runs the engine
+    assert second.leaderz() == 503  # a standby: only the leader runs the engine
     apply_source(kubectl, namespace, tmp_path / "repo")
     names = [start_run(namespace, f"order={i}") for i in range(5)]
     for name in names:

@@ -424,6 +424,16 @@ def test_an_api_server_restart_during_a_sync(
         what="the first versions of the sync",
     )
     control_plane.restart_apiserver()
+
+    def leading() -> int:
+        # A leader cut off for longer than its renew deadline (10 s) exits, as
+        # controller-runtime managers do, and its kubelet starts it again: so does this test.
+        if operator.process is not None and operator.process.poll() is not None:
+            operator.stop()
+            operator.start()
+        return operator.leaderz()
+
+    poll(leading, lambda status: status == 200, timeout=90, what="the operator leading again")
     wait_reason(kubectl, namespace, "big", "Succeeded", timeout=180)
     versions = kubectl.json("get", "wfv", "-n", namespace)["items"]
     assert len(versions) == 240

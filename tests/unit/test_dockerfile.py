@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dockerfile
+import yaml
 
 DOCKERFILE = Path(__file__).resolve().parents[2] / "Dockerfile"
 
@@ -48,3 +49,35 @@ def test_the_cache_directory_matches_the_deployment() -> None:
     manifest = (DOCKERFILE.parent / "manifests" / "deployment.yaml").read_text()
     assert "mountPath: /var/cache/flowpin" in manifest
     assert any(c.cmd == "ENV" and "/var/cache/flowpin" in " ".join(c.value) for c in final_stage())
+
+
+def test_the_wheels_are_mounted_not_copied_into_the_final_stage() -> None:
+    """A COPY of the wheels followed by `rm` still ships them in the COPY's layer; a bind
+    mount from the build stage keeps them out of every layer."""
+    stage = final_stage()
+    for command in stage:
+        if command.cmd == "COPY":
+            assert not any(flag.startswith("--from") for flag in command.flags), command
+            assert "/wheels" not in command.value, command
+    installs = [c for c in stage if c.cmd == "RUN" and "pip install" in c.value[0]]
+    assert len(installs) == 1
+    mounts = [flag for flag in installs[0].flags if flag.startswith("--mount=")]
+    assert mounts, "the wheels must come from a RUN --mount"
+    options = dict(item.split("=", 1) for item in mounts[0].removeprefix("--mount=").split(","))
+    assert options["type"] == "bind" and options["from"] == "build"
+    assert options["target"] == "/wheels"
+    assert "--find-links=/wheels" in installs[0].value[0]
+    assert "--no-index" in installs[0].value[0]
+    build_stage_names = next(c.value for c in commands() if c.cmd == "FROM")
+    assert [v.lower() for v in build_stage_names][-2:] == ["as", "build"]
+    syntax = DOCKERFILE.read_text().splitlines()[0]
+    assert syntax.startswith("# syntax=docker/dockerfile:1")  # RUN --mount needs BuildKit
+
+
+def test_the_deployment_runs_the_image_command_with_json_logs() -> None:
+    cmd = next(c for c in final_stage() if c.cmd == "CMD")
+    assert cmd.json and cmd.value == ("operator", "--log-format=json")
+    deployment = yaml.safe_load((DOCKERFILE.parent / "manifests" / "deployment.yaml").read_text())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in container  # the image's ENTRYPOINT, `flowpin`
+    assert tuple(container.get("args", cmd.value)) == cmd.value
