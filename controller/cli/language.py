@@ -27,6 +27,9 @@ FORMATS = ["text", "json", "github", "sarif"]
 
 
 def _color(stream: object = sys.stdout) -> bool:
+    """Colour on a terminal, unless NO_COLOR is set to anything (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
@@ -35,7 +38,8 @@ def _color(stream: object = sys.stdout) -> bool:
 @click.option(
     "--against",
     metavar="REF",
-    help="Also check the history rules against this git ref (say origin/main).",
+    help="Also check the history rules against this git ref (say origin/main), from its merge "
+    "base with HEAD, as the pull request shows the change. No merge base: exit 2.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def validate(paths: tuple[Path, ...], against: str | None, fmt: str) -> None:
@@ -87,28 +91,34 @@ def validate(paths: tuple[Path, ...], against: str | None, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
     """List the versions of WORKFLOW in git history, oldest first."""
+    from controller.git.history import WorkflowHistory, commit_meta
+
     root = find_root(repo_path.resolve())
     try:
         repo = open_repository(str(root))
         prefix = root.relative_to(Path(repo.workdir).resolve()).as_posix()
-        index = walk(repo, resolve_commit(repo, ref), "" if prefix == "." else prefix).index
+        # The same history as the pin and migration checks of `flowpin validate`.
+        history = WorkflowHistory(
+            repo, resolve_commit(repo, ref), root="" if prefix == "." else prefix
+        )
+        records = history.records(workflow)
     except GitError as error:
         raise click.UsageError(str(error)) from error
-    records = sorted(index.versions.get(workflow, {}).values(), key=lambda r: r.commit.time)
     if not records:
-        known = ", ".join(sorted(index.versions)) or "none"
-        raise click.UsageError(f"no workflow {workflow!r} in history (workflows: {known})")
-    rows = [
-        {
-            "version": r.version,
-            "commit": r.commit.id,
-            "author": r.commit.author,
-            "date": r.commit.time.isoformat(),
-            "message": r.commit.message,
-            "valid": r.valid,
-        }
-        for r in records
-    ]
+        raise click.UsageError(f"no workflow {workflow!r} in the history of {ref}")
+    rows = []
+    for version, commit, problems in records:
+        meta = commit_meta(commit)
+        rows.append(
+            {
+                "version": version,
+                "commit": meta.id,
+                "author": meta.author,
+                "date": meta.time.isoformat(),
+                "message": meta.message,
+                "valid": not any(p.is_error for p in problems),
+            }
+        )
     if fmt == "json":
         click.echo(json.dumps({"workflow": workflow, "versions": rows}, indent=2))
         return
@@ -150,8 +160,9 @@ def schema(kind: str, fmt: str) -> None:
 @click.option(
     "--against",
     metavar="REF",
-    required=True,
-    help="The branch the pull request merges into, say origin/main.",
+    help="The branch the pull request merges into, say origin/main; compared from the merge "
+    "base. Default: origin/$GITHUB_BASE_REF when set (GitHub Actions pull requests), else the "
+    "current branch's upstream, else HEAD (the uncommitted changes). The plan names the base.",
 )
 @click.option(
     "--format",
@@ -176,7 +187,7 @@ def schema(kind: str, fmt: str) -> None:
 )
 def plan(
     paths: tuple[Path, ...],
-    against: str,
+    against: str | None,
     fmt: str,
     cluster: bool | None,
     namespace: str | None,
@@ -188,20 +199,24 @@ def plan(
     With a cluster reachable, it also says for each changing deployment which runs are
     parked on steps the new version removes or retypes, and whether its migrations move
     them."""
-    from controller.git.review import NothingToReview
+    from controller.git.review import NothingToReview, default_base
     from controller.git.review import plan as build
     from controller.model import parked
     from controller.model.plan import render_json, render_markdown, render_text
 
+    why = "--against"
+    if against is None:
+        against, why = default_base(paths[0] if paths else Path("."))
     try:
         reviewed, result = build(list(paths), against)
     except (GitError, NothingToReview) as error:
         raise click.UsageError(str(error)) from error
+    base = f"{reviewed.base}, {why}"
     check = None
     if cluster is not False and any(c.to_version for c in result.changes):
         check = _parked_check(reviewed, result, namespace)
     if fmt == "json":
-        data = json.loads(render_json(result))
+        data = {"base": {"ref": against, "described": base}, **json.loads(render_json(result))}
         if check is not None:
             data["parkedRuns"] = parked.as_json(check)
         click.echo(json.dumps(data, indent=2))
@@ -209,6 +224,11 @@ def plan(
         render = {"markdown": render_markdown, "text": render_text}[fmt]
         section = (parked.render_markdown if fmt == "markdown" else parked.render_text)(check)
         output = render(result).rstrip("\n")
+        if fmt == "markdown":
+            title, _, rest = output.partition("\n")
+            output = f"{title}\n\nBase: {base}.\n{rest}"
+        else:
+            output = f"Base: {base}.\n{output}"
         if section:
             output += "\n\n" + section.rstrip("\n")
         click.echo(output)

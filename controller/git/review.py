@@ -16,7 +16,7 @@ import pygit2
 
 from controller.git.history import (
     GitError,
-    PathHistory,
+    WorkflowHistory,
     blob_data,
     manifest_blobs,
     open_repository,
@@ -47,6 +47,8 @@ class Review:
     """Every manifest path at the base ref."""
     history: History = field(default_factory=NoHistory)
     """Versions in history as of HEAD."""
+    base: str = ""
+    """What the change was compared with: `REF (merge base abc123456789)`."""
 
 
 def _repository(root: Path) -> tuple[pygit2.Repository, str] | None:
@@ -103,9 +105,10 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
         except GitError:
             tip = None  # no commit yet
     manifests, findings = check_files(files)
-    paths_by_workflow = {m.name: m.path for m in manifests if m.kind == "Workflow"}
+    workflow_history: WorkflowHistory | None = None
     if located is not None and tip is not None:
-        history = PathHistory(located[0], tip, paths_by_workflow, located[1])
+        paths = {m.name: m.path for m in manifests if m.kind == "Workflow"}
+        history = workflow_history = WorkflowHistory(located[0], tip, paths, located[1])
     if against is None:
         findings = sorted(findings + check_repository(manifests, history))
         result = Review(root, manifests, findings, history=history)
@@ -113,7 +116,7 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
         if located is None:
             raise GitError(f"--against needs a git repository; {root} is not in one")
         repo, prefix = located
-        base = resolve_commit(repo, against)
+        base, described = merge_base(repo, tip, against)
         base_paths = set(manifest_blobs(repo, base.tree, prefix))
         base_files = _base_files(repo, base, prefix, files)
         changed = set(base_files) | (set(files) - base_paths)
@@ -125,13 +128,48 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
             and m.name in base_migrations
             and base_migrations[m.name] == m.spec.get("migrations", [])
         }
-        findings += check_repository(manifests, history, changed, unchanged_migrations)
-        findings += check_against(manifests, base_files)
-        result = Review(root, manifests, sorted(findings), base_files, base_paths, history)
+        base_pins = _base_pins(base_files)
+        findings += check_repository(manifests, history, changed, unchanged_migrations, base_pins)
+        findings += check_against(manifests, base_files, workflow_history, set(files) - base_paths)
+        result = Review(
+            root, manifests, sorted(findings), base_files, base_paths, history, described
+        )
     chosen = {t.relative_to(root).as_posix() for t in targets if t.is_file()}
     if chosen:
         result.findings = [f for f in result.findings if f.file in chosen]
     return result
+
+
+def merge_base(
+    repo: pygit2.Repository, tip: pygit2.Commit | None, against: str
+) -> tuple[pygit2.Commit, str]:
+    """The commit a pull request from HEAD into `against` is compared with, as `git diff
+    REF...HEAD` and GitHub do: their merge base, so that what REF gained since the branch
+    forked is not taken for a change of the branch. Also how to name it."""
+    ref = resolve_commit(repo, against)
+    if tip is None:
+        return ref, against  # no commit yet: everything in the tree is the change
+    found = repo.merge_base(tip.id, ref.id)
+    if found is None:
+        raise GitError(
+            f"HEAD and {against} have no common history (no merge base); "
+            "compare with a ref the branch was made from"
+        )
+    base = repo[found]
+    assert isinstance(base, pygit2.Commit)
+    if base.id == ref.id:
+        return base, f"{against} ({str(base.id)[:12]})"
+    return base, f"{against} (merge base {str(base.id)[:12]})"
+
+
+def _base_pins(base_files: Mapping[str, BaseFile]) -> dict[str, Any]:
+    """Environment name → its pins at the base, for the changed environment files."""
+    found: dict[str, Any] = {}
+    for base_file in base_files.values():
+        manifest, _ = parse_manifest(base_file.content, base_file.path)
+        if manifest is not None and manifest.kind == "Environment":
+            found[manifest.name] = manifest.spec.get("pins", {})
+    return found
 
 
 def _base_migrations(base_files: Mapping[str, BaseFile]) -> dict[str, Any]:
@@ -158,8 +196,29 @@ def _base_files(
     return changed
 
 
+def default_base(path: Path) -> tuple[str, str]:
+    """The ref a plan compares with when none is given, and why: the pull request's base
+    branch on GitHub Actions, else the current branch's upstream, else HEAD (the working
+    tree's uncommitted changes)."""
+    github = os.environ.get("GITHUB_BASE_REF")
+    if github:
+        return f"origin/{github}", "the pull request's base branch ($GITHUB_BASE_REF)"
+    located = _repository(find_root(path.resolve()))
+    if located is not None:
+        repo = located[0]
+        try:
+            branch = None if repo.head_is_detached else repo.branches.local[repo.head.shorthand]
+            upstream = branch.upstream if branch is not None else None
+        except (KeyError, pygit2.GitError):
+            upstream = None
+        if upstream is not None:
+            return upstream.shorthand, "the upstream of the current branch"
+    return "HEAD", "no --against, $GITHUB_BASE_REF or upstream branch: uncommitted changes"
+
+
 def plan(paths: Sequence[Path], against: str) -> tuple[Review, Plan]:
-    """What merging the working tree into `against` does to each environment."""
+    """What merging the working tree into `against` (from their merge base) does to each
+    environment."""
     reviews = review(paths, against)
     if len(reviews) > 1:
         raise NothingToReview("plan one repository at a time: the paths are in different ones")

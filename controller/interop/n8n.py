@@ -122,7 +122,7 @@ class _Ids:
     """Allocates unique ids: `send-email`, `send-email-2`, …"""
 
     def __init__(self, fallback: str) -> None:
-        self.taken: set[str] = set()
+        self.taken: set[str] = {"end"}  # `next: end` ends a run: never a step id
         self.fallback = fallback
 
     def allocate(self, text: str) -> str:

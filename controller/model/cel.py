@@ -3,7 +3,8 @@
 A thin layer over the `common-expression-language` package (cel-rust bindings; see
 docs/cel.md for why). It gives the rest of flowpin two calls with plain-Python contracts:
 `check` for validation (an error message with line and column, or None) and `evaluate`
-(JSON-like values in and out, one exception type for every failure).
+(JSON-like values in and out, one exception type for every failure). `free_names` lists the
+variables an expression reads, so validation can catch `input.x` before a run fails on it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from typing import Any
 
 import cel as _cel
 
-__all__ = ["CelError", "CelIssue", "check", "evaluate", "issue"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "CelError",
+    "CelIssue",
+    "FreeName",
+    "check",
+    "constant",
+    "evaluate",
+    "free_names",
+    "issue",
+]
 
 _ERROR_BLOCK = re.compile(r"ERROR: <input>:(\d+):(\d+): (.*?)(?=\nERROR: |\Z)", re.S)
 _MAX_EXPRESSION = 10_000  # characters; expressions are short, and parsing is not free
@@ -150,3 +161,105 @@ def _duration_text(td: timedelta) -> str:
     if frac:
         text += "." + f"{frac:06d}".rstrip("0")
     return text + "s"
+
+
+# --------------------------------------------------------------------------- free names
+
+#: Names CEL itself binds: the type values (`type(x) == int`) and the `optional` namespace.
+BUILTIN_NAMES = frozenset(
+    {"bool", "bytes", "double", "int", "list", "map", "null_type", "string", "type", "uint"}
+    | {"optional"}
+)
+#: Macros whose first argument names a variable bound inside the call: `xs.all(x, x > 0)`.
+_MACROS = frozenset({"all", "exists", "exists_one", "existsOne", "map", "filter"})
+_KEYWORDS = frozenset({"true", "false", "null", "in"})
+_STRING = (
+    r"(?:[rR][bB]?|[bB][rR]?)?"  # raw and bytes prefixes belong to the literal
+    r'(?:"{3}(?:\\.|[^\\])*?"{3}'
+    r"|'{3}(?:\\.|[^\\])*?'{3}"
+    r'|"(?:\\.|[^"\\\n])*"'
+    r"|'(?:\\.|[^'\\\n])*')"
+)
+_NUMBER = r"(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)[uU]?"
+_TOKENS = re.compile(
+    rf"(?P<space>\s+|//[^\n]*)|(?P<string>{_STRING})|(?P<quoted>`[^`\n]*`)"
+    rf"|(?P<number>{_NUMBER})|(?P<ident>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>.)",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class FreeName:
+    """A variable read by an expression, with the 1-based character where it first appears."""
+
+    name: str
+    offset: int
+
+
+def _tokens(expr: str) -> list[tuple[str, str, int]]:
+    out: list[tuple[str, str, int]] = []
+    for match in _TOKENS.finditer(expr):
+        kind = match.lastgroup or "punct"
+        if kind != "space":
+            # Raw and bytes prefixes are part of the literal, never an identifier.
+            out.append((kind, match.group(), match.start()))
+    return out
+
+
+def free_names(expr: str) -> list[FreeName]:
+    """The variables `expr` reads from its activation, in order of first use.
+
+    Not free: macro variables (`x` in `xs.all(x, x > 0)`, inside that call), function and
+    method names, fields after `.`, literal contents, keywords and CEL's own names
+    (`BUILTIN_NAMES`). The compiler's own list of variables bounds the answer, so a token
+    this scanner misreads can hide a name but never invent one. Empty when `expr` does not
+    compile (`issue` reports that)."""
+    if issue(expr) is not None:
+        return []
+    try:
+        known = set(_compile(expr).variables())
+    except Exception:  # older bindings lack variables(); then trust the scanner alone
+        known = None
+    tokens = _tokens(expr)
+    bound: list[tuple[str, int]] = []  # (name, paren depth of the macro call)
+    depth = 0
+    found: dict[str, FreeName] = {}
+    for index, (kind, text, start) in enumerate(tokens):
+        before = tokens[index - 1] if index > 0 else None
+        after = tokens[index + 1] if index + 1 < len(tokens) else None
+        if kind == "punct" and text in "([{":
+            depth += 1
+            continue
+        if kind == "punct" and text in ")]}":
+            depth -= 1
+            while bound and bound[-1][1] > depth:
+                bound.pop()
+            continue
+        if kind != "ident":
+            continue
+        member = before is not None and before[1] == "." and before[0] == "punct"
+        call = after is not None and after[1] == "(" and after[0] == "punct"
+        if member and call and text in _MACROS:
+            variable = tokens[index + 2] if index + 2 < len(tokens) else None
+            comma = tokens[index + 3] if index + 3 < len(tokens) else None
+            if variable and variable[0] == "ident" and comma and comma[1] == ",":
+                bound.append((variable[1], depth + 1))
+            continue
+        if member or call or text in _KEYWORDS or text in BUILTIN_NAMES:
+            continue
+        if any(name == text for name, _ in bound) or text in found:
+            continue
+        if known is None or text in known:
+            found[text] = FreeName(text, start + 1)
+    return list(found.values())
+
+
+def constant(expr: str) -> tuple[bool, Any]:
+    """(True, value) when `expr` reads no variables and evaluates without error, so its
+    value is known before any run; (False, None) otherwise."""
+    if issue(expr) is not None or free_names(expr):
+        return False, None
+    try:
+        return True, evaluate(expr, {})
+    except CelError:
+        return False, None

@@ -64,3 +64,37 @@ def accepted_source_conditions(conditions: list[Condition], generation: int) -> 
     return set_condition(
         result, "Ready", "Unknown", "Progressing", "Waiting for the first sync.", generation
     )
+
+
+def phase_conditions(
+    conditions: list[Condition],
+    phase: str,
+    message: str,
+    generation: int,
+    now: str,
+    *,
+    reconciling: bool,
+    stalled: bool,
+    idle: tuple[str, str],
+    not_stalled_reason: str = "NotStalled",
+) -> list[Condition]:
+    """Ready, Reconciling and Stalled of an object whose `phase` says it all (a run, a
+    migration): Ready once Succeeded; the phase and its message name the active condition;
+    `idle` is the (reason, message) of Reconciling when nothing is under way."""
+    result = set_condition(
+        conditions,
+        "Ready",
+        "True" if phase == "Succeeded" else "False",
+        phase,
+        message,
+        generation,
+        now,
+    )
+    reason, text = (phase, message) if reconciling else idle
+    result = set_condition(
+        result, "Reconciling", "True" if reconciling else "False", reason, text, generation, now
+    )
+    reason, text = (phase, message) if stalled else (not_stalled_reason, "Not stalled.")
+    return set_condition(
+        result, "Stalled", "True" if stalled else "False", reason, text, generation, now
+    )

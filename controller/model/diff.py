@@ -13,7 +13,7 @@ Classification (the rules CI enforces):
 - **feature**: a step, trigger or optional input added, an input made optional, a widened
   input type.
 - **fix**: changed step or trigger configuration, edges that keep every step reachable,
-  settings, migrations, input keywords whose effect cannot be ordered (`pattern`, `format` …).
+  settings, migrations, input keywords that assert nothing (`default`, `$defs` …).
 - **none**: description/title text, and spellings with the same meaning (`next: end` vs no
   `next`, `type: string` vs `type: [string]`, a reordered `enum`).
 
@@ -33,11 +33,14 @@ still exists but no longer is becomes a `step-unreachable` change, and every edg
 dropped an edge to it is breaking. Steps that were already unreachable, and added steps, are
 left to validation.
 
-Inputs: only the top-level `inputs` schema is read — its `properties` (one level), `required`
-and `additionalProperties`. Per property, `type` (absent = any; `integer` is inside `number`),
-`enum`, the bounds (`maxLength`, `maximum`, `exclusiveMaximum`, `maxItems`, `maxProperties` and
-their `min` counterparts) and `additionalProperties` are ordered into narrowed (breaking) or
-widened (feature); a keyword that both loses and gains values counts as narrowed.
+Inputs: the top-level `properties` and `required` give inputs added, removed, made required
+or optional. Every schema below them (a property, its nested `properties` and `items`) is
+compared keyword by keyword into narrowed (breaking) or widened (feature): `type` (absent = any;
+`integer` is inside `number`), `enum`, the bounds (`maxLength`, `maximum`, `exclusiveMaximum`,
+`maxItems`, `maxProperties` and their `min` counterparts), `required`, `additionalProperties`.
+Assertions that cannot be ordered cheaply (`const`, `pattern`, `format`, `multipleOf`, `allOf`
+…) narrow when added or changed and widen when removed; a keyword that both loses and gains
+values counts as narrowed.
 """
 
 from __future__ import annotations
@@ -362,6 +365,17 @@ def _describe_target(target: str | None) -> str:
     return f"step {target}" if target is not None else "the end of the run"
 
 
+def _on_error_action(raw: object) -> tuple[str, str]:
+    """What a failed step does, as ("goes to step x", "going to step x"): onError has no
+    `end`; without a goto the run fails (`fail`, the default) or follows `next`."""
+    target = _goto(raw)
+    if target is not None:
+        return f"goes to step {target}", f"going to step {target}"
+    if _error_mode(raw) == "continue":
+        return "continues with next", "continuing with next"
+    return "fails the run", "failing the run"
+
+
 @dataclass(frozen=True)
 class _EdgeChange:
     """An edge change waiting for reachability to decide its class."""
@@ -373,6 +387,7 @@ class _EdgeChange:
     new_raw: Any
     old_target: str | None
     new_target: str | None
+    on_error: bool = False
 
 
 def _diff_steps(old_list: object, new_list: object) -> list[Change]:
@@ -427,7 +442,16 @@ def _diff_steps(old_list: object, new_list: object) -> list[Change]:
             if before != after:
                 subject = f"step {new_id}: {label}"
                 pending.append(
-                    _EdgeChange(new_id, path, subject, raw_before, raw_after, before, after)
+                    _EdgeChange(
+                        new_id,
+                        path,
+                        subject,
+                        raw_before,
+                        raw_after,
+                        before,
+                        after,
+                        on_error=label == "onError",
+                    )
                 )
             elif label == "onError" and _error_mode(raw_before) != _error_mode(raw_after):
                 out.append(
@@ -502,25 +526,26 @@ def _classify_edge(
 ) -> Change:
     """Breaking only when the edge it replaced was the last way to a step that still exists."""
     goes = _describe_target(edge.new_target)
+    was, ending = f"step {edge.old_target}", "ending the run"
     if edge.step_id is None:
         head, kind = f"runs now start at {goes}", "entry-changed"
+    elif edge.on_error:
+        head, kind = f"{edge.subject} now {_on_error_action(edge.new_raw)[0]}", "edge-changed"
+        was, ending = f"going to step {edge.old_target}", _on_error_action(edge.old_raw)[1]
     else:
         head, kind = f"{edge.subject} now goes to {goes}", "edge-changed"
     cls: ChangeClass = "fix"
     if edge.old_target is None:
-        reason = f"{head} instead of ending the run"
+        reason = f"{head} instead of {ending}"
     elif edge.old_target in stranded:
         cls = "breaking"
-        reason = (
-            f"{head} instead of step {edge.old_target}, which leaves step {edge.old_target} "
-            "unreachable"
-        )
+        reason = f"{head} instead of {was}, which leaves step {edge.old_target} unreachable"
     elif edge.old_target not in present:
-        reason = f"{head} instead of step {edge.old_target}, which was removed"
+        reason = f"{head} instead of {was}, which was removed"
     elif edge.old_target in reachable:
-        reason = f"{head} instead of step {edge.old_target}, which stays reachable"
+        reason = f"{head} instead of {was}, which stays reachable"
     else:
-        reason = f"{head} instead of step {edge.old_target}, which was unreachable already"
+        reason = f"{head} instead of {was}, which was unreachable already"
     return Change(
         kind, edge.path, cls, reason, old=edge.old_raw, new=edge.new_raw, step_id=edge.step_id
     )
@@ -698,11 +723,15 @@ def _covers(types: frozenset[str] | None, member: str) -> bool:
     return types is None or member in types or (member == "integer" and "number" in types)
 
 
+def _type_text(value: object) -> str:
+    return "any" if value is None else (_short(value) or "a long list")
+
+
 def _compare_types(old: object, new: object) -> tuple[Verdict, str]:
     before, after = _types(old), _types(new)
     lost = sorted(t for t in (before or _ALL_TYPES) if not _covers(after, t))
     gained = sorted(t for t in (after or _ALL_TYPES) if not _covers(before, t))
-    detail = f"type changed from {_short(old) or 'any'} to {_short(new) or 'any'}"
+    detail = f"type changed from {_type_text(old)} to {_type_text(new)}"
     if lost:
         return "narrowed", f"{detail}, no longer accepting {', '.join(lost)}"
     if gained:
@@ -764,6 +793,62 @@ def _compare_additional(old: object, new: object) -> tuple[Verdict, str]:
     return "unordered", f"additionalProperties {_what_changed(old, new)}"
 
 
+#: Assertion keywords whose change cannot be ordered cheaply: adding one or changing its
+#: value can reject values the old schema accepted (a new `pattern` is not a superset of the
+#: old), so both count as narrowed; removing one only accepts more.
+_CONSTRAINTS = frozenset(
+    {
+        "const",
+        "pattern",
+        "format",
+        "multipleOf",
+        "uniqueItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "prefixItems",
+        "patternProperties",
+        "propertyNames",
+        "dependentRequired",
+        "dependentSchemas",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "$ref",
+    }
+)
+
+
+def _compare_constraint(key: str, old: object, new: object) -> tuple[Verdict, str]:
+    if key == "uniqueItems":  # false asserts nothing, like an absent keyword
+        old, new = old or None, new or None
+    if old is None and new is None:
+        return "same", f"{key} written out with its default"
+    if new is None:
+        return "widened", f"{key} removed{_was(old)}"
+    quoted = f" ({_short(new)})" if _short(new) is not None else ""
+    if old is None:
+        return "narrowed", f"{key} added{quoted}"
+    return "narrowed", f"{key} changed{quoted}{_was(old)}"
+
+
+def _compare_required(old: object, new: object) -> tuple[Verdict, str]:
+    before, after = _names(old), _names(new)
+    gained = [n for n in after if n not in before]
+    lost = [n for n in before if n not in after]
+    if gained:
+        return "narrowed", f"required gained {', '.join(gained)}"
+    if lost:
+        return "widened", f"required lost {', '.join(lost)}"
+    return "same", "required reordered"
+
+
 def _compare_keyword(key: str, old: object, new: object) -> tuple[Verdict, str]:
     if key == "type":
         return _compare_types(old, new)
@@ -773,6 +858,10 @@ def _compare_keyword(key: str, old: object, new: object) -> tuple[Verdict, str]:
         return _compare_bound(key, old, new)
     if key == "additionalProperties":
         return _compare_additional(old, new)
+    if key == "required":
+        return _compare_required(old, new)
+    if key in _CONSTRAINTS:
+        return _compare_constraint(key, old, new)
     return "unordered", f"{key} {_what_changed(old, new)}"
 
 
@@ -800,8 +889,12 @@ def _input_change(
 
 
 def _diff_property(name: str, old: Any, new: Any) -> list[Change]:
-    base = _join("spec.inputs.properties", name)
-    subject = f"input {name}"
+    return _diff_schema(_join("spec.inputs.properties", name), f"input {name}", old, new)
+
+
+def _diff_schema(base: str, subject: str, old: Any, new: Any) -> list[Change]:
+    """Keyword by keyword; `properties` and `items` are compared as schemas themselves, so a
+    constraint added deep inside an object or array input is classified like a top-level one."""
     if _same(old, new):
         return []
     # Boolean schemas (2020-12): true accepts anything, false nothing.
@@ -809,8 +902,8 @@ def _diff_property(name: str, old: Any, new: Any) -> list[Change]:
         verdict: Verdict = "narrowed" if new is False else "widened"
         detail = "schema became false, accepting nothing" if new is False else "schema relaxed"
         return [_input_change(base, subject, verdict, detail, old, new)]
-    before = {} if old is True else old
-    after = {} if new is True else new
+    before = {} if old is True or old is None else old
+    after = {} if new is True or new is None else new
     if not isinstance(before, Mapping) or not isinstance(after, Mapping):
         return [_input_change(base, subject, "unordered", "schema changed", old, new)]
     out: list[Change] = []
@@ -830,9 +923,41 @@ def _diff_property(name: str, old: Any, new: Any) -> list[Change]:
                     _copy(n),
                 )
             )
-            continue
-        verdict, detail = _compare_keyword(key, o, n)
-        out.append(_input_change(path, subject, verdict, detail, o, n))
+        elif key == "items" and not isinstance(o, list) and not isinstance(n, list):
+            out.extend(_diff_schema(path, f"{subject} items", o, n))
+        elif key == "properties" and isinstance(o or {}, Mapping) and isinstance(n or {}, Mapping):
+            out.extend(_diff_nested_properties(base, subject, before, after))
+        else:
+            verdict, detail = _compare_keyword(key, o, n)
+            out.append(_input_change(path, subject, verdict, detail, o, n))
+    return out
+
+
+def _diff_nested_properties(
+    base: str, subject: str, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> list[Change]:
+    """`properties` of an object-valued input: a property schema added constrains a key that
+    was free (unless unknown keys were rejected before); one removed frees it."""
+    old_props, new_props = _mapping(old.get("properties")), _mapping(new.get("properties"))
+    out: list[Change] = []
+    for name in _union(old_props, new_props):
+        o, n = old_props.get(name), new_props.get(name)
+        path = _join(base, "properties", name)
+        inner = f"{subject}.{name}"
+        if o is not None and n is not None:
+            out.extend(_diff_schema(path, inner, o, n))
+        elif n is not None:
+            closed = old.get("additionalProperties") is False
+            free = n is True or n == {}
+            verdict: Verdict = "widened" if closed else ("same" if free else "narrowed")
+            detail = f"property {name} added"
+            out.append(_input_change(path, subject, verdict, detail, o, n))
+        else:  # the key falls to additionalProperties, which may constrain it
+            free = new.get("additionalProperties") in (None, True) or _same(
+                new.get("additionalProperties"), {}
+            )
+            verdict = "widened" if free else "narrowed"
+            out.append(_input_change(path, subject, verdict, f"property {name} removed", o, n))
     return out
 
 
@@ -861,11 +986,9 @@ def _diff_inputs(old_schema: object, new_schema: object) -> list[Change]:
                     _copy(n),
                 )
             )
-        elif key == "additionalProperties":
-            verdict, detail = _compare_additional(o, n)
-            out.append(_input_change(path, "inputs", verdict, detail, o, n))
         else:
-            out.append(_input_change(path, "inputs", "unordered", f"{key} changed", o, n))
+            verdict, detail = _compare_keyword(key, o, n)
+            out.append(_input_change(path, "inputs", verdict, detail, o, n))
 
     old_props, new_props = _mapping(old.get("properties")), _mapping(new.get("properties"))
     old_req, new_req = set(_names(old.get("required"))), set(_names(new.get("required")))

@@ -1,20 +1,29 @@
 """The history rules of `flowpin validate --against REF`, as pure functions.
 
-Versions only increase, so comparing a changed workflow with its version at the base ref is
-enough: a version equal to the base's with other content is a mutation, a lower one goes
-backwards, a higher one is new. That keeps the cost proportional to the change, not to the
-length of history. The bump must be at least the change class (breaking → major,
-feature → minor, fix → patch); a breaking change made of step changes that a `migrations`
-entry maps for the base version counts as a feature. Before 1.0.0 everything shifts down one
-place (breaking → minor, feature and fix → patch), as semver allows for initial development.
+A changed workflow is compared with its version at the base (the merge base of HEAD and
+REF): the same version with other content is not bumped, a lower one goes backwards. A
+workflow the base lacks (new, or re-added after a removal) is looked up in history: an
+existing version keeps its content and the version does not go below the newest. Versions
+then increase across removals too, so a version above the base's is new without a look-up,
+and the cost follows the change. The bump must be at least the change class (breaking →
+major, feature → minor, fix → patch); a breaking change made of step changes that a
+`migrations` entry maps for the base version counts as a feature. Before 1.0.0 everything
+shifts down one place (breaking → minor, feature and fix → patch), as semver allows for
+initial development.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from controller.model.diff import WorkflowDiff, diff_specs, unmapped_breaking_changes
+from controller.model.diff import (
+    STEP_BREAKING_KINDS,
+    WorkflowDiff,
+    diff_specs,
+    unmapped_breaking_changes,
+)
 from controller.model.findings import Finding
 from controller.model.semver import Version, parse_version
 from controller.model.validate import Manifest, parse_manifest
@@ -30,6 +39,26 @@ class BaseFile:
 
     path: str
     content: bytes
+
+
+@dataclass(frozen=True)
+class PastVersion:
+    """A version as history has it: the content of the commit where it first appeared."""
+
+    spec: Mapping[str, Any]
+    commit: str
+
+
+class PastVersions(Protocol):
+    """What first-parent history knows about a workflow's versions."""
+
+    def version_names(self, workflow: str) -> Collection[str]:
+        """Every version of `workflow` in history."""
+        ...
+
+    def past_version(self, workflow: str, version: str) -> PastVersion | None:
+        """That version's content, or None when history lacks it."""
+        ...
 
 
 def bump_of(old: Version, new: Version) -> str:
@@ -69,9 +98,16 @@ def effective_class(diff: WorkflowDiff, new_spec: Mapping[str, object], old_vers
     return "feature"
 
 
-def check_against(head: Sequence[Manifest], base_files: Mapping[str, BaseFile]) -> list[Finding]:
-    """Findings for workflows that differ from the base ref. `base_files` holds only the base
-    files whose content differs from the working tree."""
+def check_against(
+    head: Sequence[Manifest],
+    base_files: Mapping[str, BaseFile],
+    history: PastVersions | None = None,
+    added: Collection[str] = (),
+) -> list[Finding]:
+    """Findings for workflows that differ from the base. `base_files` holds only the base
+    files whose content differs from the working tree; `added` names the paths the base
+    lacks. `history`, when given, is asked about the added files whose workflow the base
+    lacks."""
     base_workflows: dict[str, Manifest] = {}
     for base_file in base_files.values():
         manifest, _ = parse_manifest(base_file.content, base_file.path)
@@ -82,10 +118,59 @@ def check_against(head: Sequence[Manifest], base_files: Mapping[str, BaseFile]) 
         if manifest.kind != "Workflow":
             continue
         base = base_workflows.get(manifest.name)
-        if base is None or digest_of(base.spec) == digest_of(manifest.spec):
-            continue  # new workflow, or only comments/formatting changed
-        findings += _check_change(base, manifest)
+        if base is not None and digest_of(base.spec) == digest_of(manifest.spec):
+            continue  # only comments/formatting changed
+        if base is not None:
+            findings += _check_change(base, manifest)
+        elif manifest.path in added and history is not None:
+            findings += _check_added(manifest, history)
     return findings
+
+
+def _check_added(head: Manifest, history: PastVersions) -> list[Finding]:
+    """A workflow the base lacks (new, or re-added after a removal) continues its history:
+    an existing version keeps its content, and the version does not go below the newest.
+    That makes versions increase across removals too, so a version above the base's needs
+    no look-up."""
+    version = head.spec["version"]
+    newest = _newest(history.version_names(head.name))
+    if newest is None or _version(head) > newest:
+        return []  # a new workflow, or above everything history has
+    past = history.past_version(head.name, version)
+    if past is not None and digest_of(past.spec) != digest_of(head.spec):
+        return [
+            head.at(
+                ("spec", "version"),
+                "version-mutated",
+                f"{head.name} {version} already exists in git history (commit "
+                f"{past.commit[:12]}) with other content; versions are immutable. "
+                f"Bump spec.version to {next_version(newest, 'patch')} or above",
+            )
+        ]
+    if _version(head) < newest:
+        return [
+            head.at(
+                ("spec", "version"),
+                "version-decreased",
+                f"spec.version goes back from {newest} (the newest in git history) to "
+                f"{version}; versions only increase",
+            )
+        ]
+    return []  # the newest version as it was: a restored file
+
+
+def _version(manifest: Manifest) -> Version:
+    return parse_version(manifest.spec["version"])
+
+
+def _newest(versions: Collection[str]) -> Version | None:
+    parsed = []
+    for version in versions:
+        try:
+            parsed.append(parse_version(version))
+        except ValueError:
+            continue  # history is context: an unreadable old version is no bound
+    return max(parsed, default=None)
 
 
 def _check_change(base: Manifest, head: Manifest) -> list[Finding]:
@@ -115,11 +200,7 @@ def _check_change(base: Manifest, head: Manifest) -> list[Finding]:
         ]
     bump = bump_of(old, new)
     if _RANK[bump] < _RANK[needed]:
-        hint = (
-            "; or map the removed and retyped steps in spec.migrations"
-            if diff.change_class == "breaking" and change_class == "breaking"
-            else ""
-        )
+        hint = _migration_hint(diff, head.spec, str(old)) if change_class == "breaking" else ""
         return [
             head.at(
                 ("spec", "version"),
@@ -129,6 +210,16 @@ def _check_change(base: Manifest, head: Manifest) -> list[Finding]:
             )
         ]
     return []
+
+
+def _migration_hint(diff: WorkflowDiff, new_spec: Mapping[str, Any], old_version: str) -> str:
+    """Migrations answer only removed, retyped or renamed steps: offer them only when those
+    are all that keeps the change breaking."""
+    unmapped = unmapped_breaking_changes(diff, new_spec, old_version)
+    if not unmapped or any(c.kind not in STEP_BREAKING_KINDS for c in unmapped):
+        return ""
+    steps = ", ".join(sorted({c.step_id or "" for c in unmapped}))
+    return f"; or map the removed, retyped or renamed steps ({steps}) in spec.migrations"
 
 
 def _summary(diff: WorkflowDiff, limit: int = 3) -> str:

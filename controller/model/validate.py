@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -403,6 +404,16 @@ def _check_cel(
             f"(at character {issue.column} of the expression)",
         )
         return
+    yield from _check_cel_names(manifest, expression, path, ids is None)
+    if path[-2:] == ("condition", "when"):
+        known, value = cel.constant(expression)
+        if known and not isinstance(value, bool):
+            yield manifest.at(
+                path,
+                "cel-not-boolean",
+                f"condition.when must give true or false, but {expression!r} always gives "
+                f"{_short_json(value)}; compare it, e.g. `... == ...`",
+            )
     if ids is None:
         return
     for match in _DASHED_STEP_REF.finditer(expression):
@@ -423,6 +434,39 @@ def _check_cel(
                 f"expression reads steps.{step_id}, but there is no step {step_id!r}"
                 f"{_did_you_mean(step_id, ids)}",
             )
+
+
+#: The variables the engine binds (controller/engine/steps.py `activation`; migration `set`
+#: expressions: controller/model/migration.py `_activation`); docs/cel.md lists their fields.
+CEL_ROOTS = ("inputs", "run", "steps", "vars")
+MIGRATION_CEL_ROOTS = ("inputs", "run", "vars")
+
+
+def _check_cel_names(
+    manifest: Manifest, expression: str, path: Path, migration: bool
+) -> Iterator[Finding]:
+    """A name the engine does not bind fails every run that evaluates it (`input.x`)."""
+    roots = MIGRATION_CEL_ROOTS if migration else CEL_ROOTS
+    where = "a migration's set expressions" if migration else "expressions"
+    # `steps.send-mail` reads `mail`; cel-step-reference already explains that one.
+    dashed = {part for m in _DASHED_STEP_REF.finditer(expression) for part in m[1].split("-")}
+    for free in cel.free_names(expression):
+        if free.name in roots or free.name in dashed:
+            continue
+        hint = _did_you_mean(free.name, roots)
+        if migration and free.name == "steps":
+            hint = " (not available in migrations)"
+        yield manifest.at(
+            path,
+            "cel-unknown-name",
+            f"unknown name {free.name!r}{hint} at character {free.offset} of CEL expression "
+            f"{expression!r}; {where} can read {', '.join(roots)}",
+        )
+
+
+def _short_json(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_duration(manifest: Manifest, text: str, path: Path) -> Iterator[Finding]:
@@ -459,12 +503,116 @@ def _check_trigger(manifest: Manifest, trigger: dict[str, Any], path: Path) -> I
 
 
 def _check_inputs_schema(manifest: Manifest, inputs: Mapping[str, Any]) -> Iterator[Finding]:
+    """The meta-schema, then what it cannot see but every run would trip over: a `$ref`
+    that points nowhere and a `pattern` that is not a regular expression."""
     for error in _meta_validator().iter_errors(inputs):
         yield manifest.at(
             ("spec", "inputs", *error.absolute_path),
             "invalid-inputs-schema",
             f"inputs is not a valid JSON Schema: {_meta_schema_message(error)}",
         )
+    resolver = _inputs_resolver(inputs)
+    for where, schema in _subschemas(inputs, ("spec", "inputs")):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and resolver is not None:
+            problem = _ref_problem(resolver, ref)
+            if problem:
+                yield manifest.at(
+                    (*where, "$ref"),
+                    "invalid-inputs-schema",
+                    f"inputs is not a valid JSON Schema: $ref {ref!r} {problem}",
+                )
+        for field, regex, at_key in _regexes(schema):
+            problem = _regex_problem(regex)
+            if problem:
+                yield manifest.document.finding(
+                    (*where, *field),
+                    "invalid-inputs-schema",
+                    f"inputs is not a valid JSON Schema: {field[0]} "
+                    f"{'key ' if at_key else ''}{regex!r} {problem}",
+                    at_key=at_key,
+                )
+
+
+def _regexes(schema: Mapping[str, Any]) -> Iterator[tuple[Path, str, bool]]:
+    """(field, regex, whether the regex is the key) of `pattern` and `patternProperties`."""
+    pattern = schema.get("pattern")
+    if isinstance(pattern, str):
+        yield ("pattern",), pattern, False
+    pattern_properties = schema.get("patternProperties")
+    for key in pattern_properties if isinstance(pattern_properties, Mapping) else ():
+        yield ("patternProperties", key), str(key), True
+
+
+#: Keywords whose value is a schema, a list of schemas or a name → schema mapping (2020-12,
+#: plus the older `definitions`, `dependencies` and list-valued `items`).
+_SCHEMA_KEYWORDS = frozenset(
+    {"additionalProperties", "contains", "else", "if", "items", "not", "propertyNames"}
+    | {"then", "unevaluatedItems", "unevaluatedProperties", "additionalItems"}
+)
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_SCHEMA_MAPS = frozenset(
+    {"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"}
+)
+
+
+def _subschemas(schema: Any, path: Path) -> Iterator[tuple[Path, Mapping[str, Any]]]:
+    """Every schema object inside `schema` with its path, skipping data (`enum`, `const`,
+    `default`, `examples`) so a property named `pattern` is not taken for the keyword, and
+    subtrees with their own `$id` (their refs resolve against another base)."""
+    todo: list[tuple[Any, Path]] = [(schema, path)]
+    while todo:
+        node, where = todo.pop()
+        if not isinstance(node, Mapping) or (where != path and "$id" in node):
+            continue
+        yield where, node
+        for key, value in node.items():
+            if key in _SCHEMA_KEYWORDS and isinstance(value, Mapping):
+                todo.append((value, (*where, key)))
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                todo.extend((item, (*where, key, i)) for i, item in enumerate(value))
+            elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
+                todo.extend((item, (*where, key, str(name))) for name, item in value.items())
+
+
+_INPUTS_URI = "urn:flowpin:inputs"
+
+
+def _inputs_resolver(inputs: Mapping[str, Any]) -> Any:
+    """A resolver that knows `inputs` and the published meta-schemas, and fetches nothing
+    (neither does the engine when it validates a run's inputs)."""
+    from jsonschema_specifications import REGISTRY  # type: ignore[import-untyped]
+    from referencing.jsonschema import DRAFT202012
+
+    if "$id" in inputs:
+        return None  # refs resolve against the author's own base; leave those to the engine
+    resource = DRAFT202012.create_resource(dict(inputs))
+    return REGISTRY.with_resource(_INPUTS_URI, resource).resolver(base_uri=_INPUTS_URI)
+
+
+def _ref_problem(resolver: Any, ref: str) -> str | None:
+    from referencing.exceptions import Unresolvable
+
+    try:
+        target = resolver.lookup(ref).contents
+    except Unresolvable:
+        if ref.startswith("#"):
+            return "points at nothing in inputs (a local ref looks like #/$defs/name)"
+        return "cannot be resolved: flowpin fetches no remote schemas; copy it into $defs"
+    except Exception as error:  # a malformed reference; a finding beats a crash
+        return f"cannot be resolved: {error}"
+    if not isinstance(target, Mapping | bool):
+        return f"points at {_json_type(target)} {_short_json(target)}, not a schema"
+    return None
+
+
+def _regex_problem(pattern: str) -> str | None:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        where = f" at character {error.pos + 1}" if error.pos is not None else ""
+        return f"is not a valid regular expression: {error.msg}{where}"
+    return None
 
 
 @functools.cache
@@ -582,6 +730,7 @@ def check_repository(
     history: History,
     changed: set[str] | None = None,
     unchanged_migrations: set[str] | None = None,
+    base_pins: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
     """Rules across files: unique names, pins, the promotion graph, migration maps.
 
@@ -589,7 +738,8 @@ def check_repository(
     others were checked when they were merged, and reading history for them would make a
     pull request's check cost follow the length of history instead of the change. For the
     same reason, workflows named in `unchanged_migrations` (their `migrations` equal the
-    base's) skip the migration checks against history."""
+    base's) skip the migration checks against history, and a pin whose value equals the
+    base's (`base_pins`: environment → pins) is not looked up again."""
     findings: list[Finding] = []
     workflows = _unique_names([m for m in manifests if m.kind == "Workflow"], "workflow", findings)
     environments = _unique_names(
@@ -600,7 +750,13 @@ def check_repository(
         return changed is None or manifest.path in changed
 
     for environment in environments.values():
-        findings += _check_pins(environment, workflows, history, in_scope(environment))
+        findings += _check_pins(
+            environment,
+            workflows,
+            history,
+            in_scope(environment),
+            (base_pins or {}).get(environment.name, {}),
+        )
         source = environment.spec.get("promotion", {}).get("from")
         if source is not None and source not in environments:
             findings.append(
@@ -641,7 +797,10 @@ def _check_pins(
     workflows: Mapping[str, Manifest],
     history: History,
     read_history: bool = True,
+    base_pins: Mapping[str, Any] | None = None,
 ) -> Iterator[Finding]:
+    """Pins name workflows, and versions in history; a pin equal to its base value was
+    looked up when it merged."""
     for workflow, pin in environment.spec.get("pins", {}).items():
         path: Path = ("spec", "pins", workflow)
         if workflow not in workflows:
@@ -655,7 +814,8 @@ def _check_pins(
         if pin == LATEST:
             continue
         current = workflows[workflow].spec["version"]
-        if pin != current and read_history and not history.has_version(workflow, pin):
+        looked_up = read_history and (base_pins or {}).get(workflow) != pin
+        if pin != current and looked_up and not history.has_version(workflow, pin):
             yield environment.at(
                 path,
                 "unknown-version",

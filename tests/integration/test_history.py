@@ -252,3 +252,124 @@ def test_plan_shows_changes_gates_and_migrations(repo: pygit2.Repository) -> Non
     assert prod["migrationsCover"] is False
     code, markdown = run("plan", str(workdir(repo)), "--against", "main")
     assert "### prod" in markdown and "| lead-nurture | 1.4.0 | 2.0.0 | breaking |" in markdown
+
+
+# ------------------------------------------------------------------ history across changes
+
+
+def remove(repo: pygit2.Repository, path: str) -> None:
+    """`git rm`: from the work tree and the index."""
+    (workdir(repo) / path).unlink()
+    repo.index.remove(path)
+    repo.index.write()
+
+
+def test_a_removed_and_re_added_version_keeps_its_content(repo: pygit2.Repository) -> None:
+    original = (workdir(repo) / LEAD).read_text()
+    remove(repo, LEAD)
+    commit_all(repo, "Remove lead-nurture")
+    (workdir(repo) / LEAD).write_text(original.replace("duration: 48h", "duration: 72h"))
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 1
+    assert f"{LEAD}:8:12: error[version-mutated]: lead-nurture 1.4.0 already exists" in output
+    (workdir(repo) / LEAD).write_text(original.replace("1.4.0", "1.3.0"))
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 1 and "error[version-decreased]" in output
+    (workdir(repo) / LEAD).write_text(original)  # the same content: the same version
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 0, output
+
+
+def test_a_re_added_workflow_continues_its_history(repo: pygit2.Repository) -> None:
+    original = (workdir(repo) / LEAD).read_text()
+    edit(repo, LEAD, bump("1.5.0", ("duration: 48h", "duration: 72h")))
+    commit_all(repo, "1.5.0")
+    newest = (workdir(repo) / LEAD).read_text()
+    remove(repo, LEAD)
+    commit_all(repo, "Remove lead-nurture")
+    (workdir(repo) / LEAD).write_text(original)  # 1.4.0 as it was: still below 1.5.0
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 1
+    assert "error[version-decreased]: spec.version goes back from 1.5.0 (the newest" in output
+    (workdir(repo) / LEAD).write_text(newest)  # restored as it was
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 0, output
+
+
+def test_against_compares_with_the_merge_base(repo: pygit2.Repository) -> None:
+    fork = repo.head.target
+    edit(repo, LEAD, bump("1.4.1", ("duration: 48h", "duration: 72h")))
+    commit_all(repo, "lead-nurture 1.4.1 on main")
+    repo.checkout(repo.branches.local.create("pr", repo[fork]))
+    onboarding = "workflows/onboarding.yaml"
+    edit(repo, onboarding, lambda t: t.replace("version: 2.1.3", "version: 2.1.4"))
+    edit(repo, onboarding, lambda t: t.replace("timeout: 30s", "timeout: 45s"))
+    commit_all(repo, "onboarding 2.1.4 on the branch")
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 0, output  # lead-nurture is behind main, not changed by the branch
+    code, output = run("plan", str(workdir(repo)), "--against", "main", "--format", "text")
+    assert code == 0 and output.startswith("Base: main (merge base ")
+    assert str(fork)[:12] in output.splitlines()[0]
+
+
+def test_against_a_ref_without_common_history_is_a_usage_error(repo: pygit2.Repository) -> None:
+    tree = repo.head.peel(pygit2.Commit).tree.id
+    repo.create_commit("refs/heads/other", AUTHOR, AUTHOR, "Unrelated", tree, [])
+    code, output = run("validate", str(workdir(repo)), "--against", "other")
+    assert code == 2 and "no common history (no merge base)" in output
+
+
+def test_a_moved_workflow_keeps_its_versions(repo: pygit2.Repository) -> None:
+    edit(repo, LEAD, bump("1.5.0", ("duration: 48h", "duration: 72h")))
+    commit_all(repo, "1.5.0")
+    moved = "workflows/growth/lead-nurture.yaml"
+    (workdir(repo) / "workflows" / "growth").mkdir()
+    (workdir(repo) / LEAD).rename(workdir(repo) / moved)
+    repo.index.remove(LEAD)
+    commit_all(repo, "Move lead-nurture")
+    code, output = run("versions", "lead-nurture", "--repo", str(workdir(repo)), "--format", "json")
+    assert [v["version"] for v in json.loads(output)["versions"]] == ["1.4.0", "1.5.0"]
+    # staging and prod pin 1.4.0, which only the old path held
+    code, output = run("validate", str(workdir(repo)))
+    assert code == 0, output
+    # a migration from 1.4.0 (at the old path) is checked against it, not skipped
+    edit(repo, moved, lambda t: t.replace("map: {wait-1d: wait-2d}", "map: {wait-3d: wait-2d}"))
+    edit(repo, moved, lambda t: t.replace('from: ">=1.0.0 <1.4.0"', 'from: ">=1.4.0 <1.5.0"'))
+    code, output = run("validate", str(workdir(repo)))
+    assert code == 1
+    assert "error[unknown-step]: maps step 'wait-3d', which no version matching" in output
+
+
+def test_only_pins_that_moved_are_looked_up(repo: pygit2.Repository) -> None:
+    staging = "environments/staging.yaml"
+    edit(repo, staging, lambda t: t.replace("onboarding: 2.1.3", "onboarding: 2.0.9"))
+    commit_all(repo, "A pin to a version history lacks (merged before the check)")
+    edit(repo, staging, lambda t: t.replace("inflight: pin", "inflight: cancel"))
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 0, output  # onboarding's pin did not change
+    edit(repo, staging, lambda t: t.replace("lead-nurture: 1.4.0", "lead-nurture: 1.3.9"))
+    code, output = run("validate", str(workdir(repo)), "--against", "main")
+    assert code == 1
+    assert "error[unknown-version]: pins lead-nurture 1.3.9" in output
+    assert "onboarding 2.0.9" not in output
+
+
+def test_plan_defaults_to_the_pull_request_base_or_head(
+    repo: pygit2.Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(workdir(repo))
+    monkeypatch.delenv("GITHUB_BASE_REF", raising=False)
+    code, output = run("plan", "--format", "text")
+    assert code == 0 and output.startswith("Base: HEAD (")
+    assert "uncommitted changes" in output.splitlines()[0]
+    repo.references.create("refs/remotes/origin/main", repo.head.target)
+    monkeypatch.setenv("GITHUB_BASE_REF", "main")
+    code, output = run("plan", "--format", "json")
+    assert code == 0
+    assert json.loads(output)["base"]["ref"] == "origin/main"
+    monkeypatch.delenv("GITHUB_BASE_REF")
+    repo.remotes.create("origin", "https://git.example/flows.git")
+    repo.branches.local["main"].upstream = repo.branches.remote["origin/main"]
+    code, output = run("plan")
+    assert code == 0
+    assert "Base: origin/main (" in output and "the upstream of the current branch" in output

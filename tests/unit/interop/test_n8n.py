@@ -497,3 +497,14 @@ def test_compare(before: Any, after: Any, paths: list[str]) -> None:
 )
 def test_slug(text: str, expected: str) -> None:
     assert slug(text) == expected
+
+
+def test_a_node_named_end_gets_another_step_id() -> None:
+    """`next: end` ends a run, so no step may be called `end`."""
+    data = workflow(
+        [webhook(), http("End", "https://crm.example/done")],
+        {"Webhook": {"main": [link("End")]}},
+    )
+    manifest, _ = convert(data)
+    assert list(steps_of(manifest)) == ["end-2"]
+    assert findings_of(manifest) == []

@@ -161,6 +161,11 @@ def inputs(spec: Spec) -> dict[str, Any]:
     return result
 
 
+def inputs_props(spec: Spec) -> dict[str, Any]:
+    result: dict[str, Any] = spec["inputs"]["properties"]
+    return result
+
+
 def move_first(sid: str) -> Edit:
     def fn(spec: Spec) -> None:
         target = step(spec, sid)
@@ -610,10 +615,141 @@ CASES: list[tuple[str, Edit | None, Edit, Expected]] = [
         [("input-type-narrowed", "breaking", "spec.inputs.properties.anything")],
     ),
     (
-        "pattern added cannot be ordered",
+        "pattern added narrows",
         None,
         setter(p_("email"), "pattern", "^.+@.+$"),
-        [("input-changed", "fix", "spec.inputs.properties.email.pattern")],
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.email.pattern")],
+    ),
+    (
+        "pattern changed narrows",
+        setter(p_("email"), "pattern", "^.+@.+$"),
+        setter(p_("email"), "pattern", "^.+@example[.]com$"),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.email.pattern")],
+    ),
+    (
+        "pattern removed widens",
+        setter(p_("email"), "pattern", "^.+@.+$"),
+        deleter(p_("email"), "pattern"),
+        [("input-type-widened", "feature", "spec.inputs.properties.email.pattern")],
+    ),
+    (
+        "const added narrows",
+        None,
+        setter(p_("plan"), "const", "pro"),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.plan.const")],
+    ),
+    (
+        "const removed widens",
+        setter(p_("plan"), "const", "pro"),
+        deleter(p_("plan"), "const"),
+        [("input-type-widened", "feature", "spec.inputs.properties.plan.const")],
+    ),
+    (
+        "format added narrows",
+        None,
+        setter(p_("email"), "format", "email"),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.email.format")],
+    ),
+    (
+        "format removed widens",
+        setter(p_("email"), "format", "email"),
+        deleter(p_("email"), "format"),
+        [("input-type-widened", "feature", "spec.inputs.properties.email.format")],
+    ),
+    (
+        "uniqueItems false written out",
+        setter(inputs_props, "tags", {"type": "array"}),
+        setter(p_("tags"), "uniqueItems", False),
+        [("input-changed", "none", "spec.inputs.properties.tags.uniqueItems")],
+    ),
+    (
+        "items added narrows",
+        setter(inputs_props, "tags", {"type": "array"}),
+        setter(p_("tags"), "items", {"type": "integer"}),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.tags.items.type")],
+    ),
+    (
+        "items narrowed",
+        setter(inputs_props, "tags", {"type": "array", "items": {"type": "number"}}),
+        setter(p_("tags"), "items", {"type": "integer"}),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.tags.items.type")],
+    ),
+    (
+        "items widened",
+        setter(inputs_props, "tags", {"type": "array", "items": {"type": "integer"}}),
+        setter(p_("tags"), "items", {"type": "number"}),
+        [("input-type-widened", "feature", "spec.inputs.properties.tags.items.type")],
+    ),
+    (
+        "items removed widens",
+        setter(inputs_props, "tags", {"type": "array", "items": {"type": "integer"}}),
+        deleter(p_("tags"), "items"),
+        [("input-type-widened", "feature", "spec.inputs.properties.tags.items.type")],
+    ),
+    (
+        "minItems and maxItems added narrow",
+        setter(inputs_props, "tags", {"type": "array"}),
+        lambda s: (setter(p_("tags"), "minItems", 1)(s), setter(p_("tags"), "maxItems", 9)(s)),
+        [
+            ("input-type-narrowed", "breaking", "spec.inputs.properties.tags.maxItems"),
+            ("input-type-narrowed", "breaking", "spec.inputs.properties.tags.minItems"),
+        ],
+    ),
+    (
+        "nested required added narrows",
+        setter(inputs_props, "addr", {"type": "object", "properties": {"zip": {"type": "string"}}}),
+        setter(p_("addr"), "required", ["zip"]),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.addr.required")],
+    ),
+    (
+        "nested required removed widens",
+        setter(
+            inputs_props,
+            "addr",
+            {"type": "object", "required": ["zip"], "properties": {"zip": {"type": "string"}}},
+        ),
+        deleter(p_("addr"), "required"),
+        [("input-type-widened", "feature", "spec.inputs.properties.addr.required")],
+    ),
+    (
+        "nested property narrowed",
+        setter(inputs_props, "addr", {"type": "object", "properties": {"zip": {"type": "string"}}}),
+        setter(lambda s: prop(s, "addr")["properties"], "zip", {"type": "string", "maxLength": 5}),
+        [
+            (
+                "input-type-narrowed",
+                "breaking",
+                "spec.inputs.properties.addr.properties.zip.maxLength",
+            )
+        ],
+    ),
+    (
+        "nested property added to an open object narrows",
+        setter(inputs_props, "addr", {"type": "object"}),
+        setter(p_("addr"), "properties", {"zip": {"type": "string"}}),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.addr.properties.zip")],
+    ),
+    (
+        "nested property removed from an open object widens",
+        setter(inputs_props, "addr", {"type": "object", "properties": {"zip": {"type": "string"}}}),
+        deleter(p_("addr"), "properties"),
+        [("input-type-widened", "feature", "spec.inputs.properties.addr.properties.zip")],
+    ),
+    (
+        "nested property removed from a closed object narrows",
+        setter(
+            inputs_props,
+            "addr",
+            {"type": "object", "properties": {"zip": {}}, "additionalProperties": False},
+        ),
+        setter(p_("addr"), "properties", {}),
+        [("input-type-narrowed", "breaking", "spec.inputs.properties.addr.properties.zip")],
+    ),
+    (
+        "nested property added to a closed object widens",
+        setter(inputs_props, "addr", {"type": "object", "additionalProperties": False}),
+        setter(p_("addr"), "properties", {"zip": {"type": "string"}}),
+        [("input-type-widened", "feature", "spec.inputs.properties.addr.properties.zip")],
     ),
     (
         "input description",
@@ -850,6 +986,49 @@ def test_edge_reasons() -> None:
     assert only(diff_specs(old, new)).reason == (
         "step a: next now goes to step done instead of step b, which was unreachable already"
     )
+
+
+def test_on_error_reasons_say_what_a_failure_now_does() -> None:
+    changes = diff_specs(BASE, edit(setter(s_("welcome"), "onError", "fail"))).changes
+    fails = next(c for c in changes if c.kind == "edge-changed")
+    assert fails.reason == (
+        "step welcome: onError now fails the run instead of going to step alert, "
+        "which leaves step alert unreachable"
+    )
+    goes = only(diff_specs(BASE, edit(setter(s_("follow-up"), "onError", "goto:alert"))))
+    assert (
+        goes.reason == "step follow-up: onError now goes to step alert instead of failing the run"
+    )
+    old = edit(setter(s_("follow-up"), "onError", "continue"))
+    goes = only(diff_specs(old, edit(setter(s_("follow-up"), "onError", "goto:alert"))))
+    assert goes.reason.endswith("now goes to step alert instead of continuing with next")
+    old = edit(setter(s_("follow-up"), "onError", "goto:alert"))
+    back = only(diff_specs(old, edit(setter(s_("follow-up"), "onError", "continue"))))
+    assert back.reason == (
+        "step follow-up: onError now continues with next instead of going to step alert, "
+        "which stays reachable"
+    )
+    assert "end of the run" not in fails.reason + goes.reason + back.reason
+
+
+def test_narrowing_reasons_name_the_input_and_keyword() -> None:
+    narrowed = only(diff_specs(BASE, edit(setter(p_("plan"), "const", "pro"))))
+    assert narrowed.reason == (
+        'input plan: const added ("pro"); runs started with values the old version accepted '
+        "may fail"
+    )
+    old = edit(setter(p_("email"), "pattern", "^a"))
+    changed = only(diff_specs(old, edit(setter(p_("email"), "pattern", "^b"))))
+    assert changed.reason.startswith('input email: pattern changed ("^b") (was "^a");')
+    widened = only(diff_specs(old, edit()))
+    assert widened.reason == 'input email: pattern removed (was "^a")'
+    old = edit(setter(inputs_props, "tags", {"type": "array"}))
+    new = edit(setter(inputs_props, "tags", {"type": "array", "items": {"type": "integer"}}))
+    items = only(diff_specs(old, new))
+    assert items.reason.startswith('input tags items: type changed from any to "integer"')
+    old = edit(setter(inputs_props, "addr", {"type": "object"}))
+    new = edit(setter(inputs_props, "addr", {"type": "object", "required": ["zip", "city"]}))
+    assert only(diff_specs(old, new)).reason.startswith("input addr: required gained zip, city;")
 
 
 def test_input_reasons() -> None:

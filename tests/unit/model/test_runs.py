@@ -17,6 +17,7 @@ from controller.model.runs import (
     entry_step,
     finish,
     idempotency_key,
+    input_errors,
     is_terminal,
     parse_time,
     resume_failed,
@@ -490,3 +491,29 @@ def test_a_run_past_settings_timeout_fails_saying_where_it_was() -> None:
     failed = time_out(definition, status, datetime(2026, 1, 1, 1, tzinfo=UTC))
     assert failed["phase"] == "Failed" and "timed out at step a" in failed["message"]
     assert "1h (settings.timeout)" in failed["message"]
+
+
+def test_input_errors_name_each_violation_by_path() -> None:
+    schema = {
+        "type": "object",
+        "required": ["order"],
+        "properties": {"order": {"type": "integer"}, "email": {"type": "string"}},
+    }
+    assert input_errors(schema, {"order": 7, "email": "a@b.example"}) == []
+    assert input_errors(schema, {"order": "seven"}) == [
+        "inputs.order: 'seven' is not of type 'integer'"
+    ]
+    assert input_errors(None, {"anything": 1}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "errors"),
+    [
+        ("ops@example.com", []),
+        ("not an address", ["inputs.email: 'not an address' is not a 'email'"]),
+    ],
+)
+def test_input_format_is_asserted(value: str, errors: list[str]) -> None:
+    """`format` narrows what a run accepts, as `flowpin diff` says when one is added."""
+    schema = {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}}
+    assert input_errors(schema, {"email": value}) == errors

@@ -241,6 +241,193 @@ WORKFLOW_CASES = [
         ["invalid-inputs-schema"],
     ),
     (
+        "valid inputs schema",
+        """\
+        version: 1.0.0
+        inputs: {type: object, properties: {x: {type: string}}}
+        steps: [{id: a, type: log}]
+        """,
+        [],
+    ),
+    (
+        "inputs $ref that points nowhere",
+        """\
+        version: 1.0.0
+        inputs: {type: object, properties: {x: {$ref: "#/nope"}}}
+        steps: [{id: a, type: log}]
+        """,
+        ["invalid-inputs-schema"],
+    ),
+    (
+        "inputs $ref into $defs",
+        """\
+        version: 1.0.0
+        inputs:
+          $defs: {email: {type: string}}
+          properties: {x: {$ref: "#/$defs/email"}, y: {items: {$ref: "#"}}}
+        steps: [{id: a, type: log}]
+        """,
+        [],
+    ),
+    (
+        "inputs $ref to a missing definition",
+        """\
+        version: 1.0.0
+        inputs:
+          $defs: {email: {type: string}}
+          properties: {x: {$ref: "#/$defs/mail"}}
+        steps: [{id: a, type: log}]
+        """,
+        ["invalid-inputs-schema"],
+    ),
+    (
+        "inputs pattern that is not a regex",
+        """\
+        version: 1.0.0
+        inputs: {properties: {x: {type: string, pattern: "(["}}}
+        steps: [{id: a, type: log}]
+        """,
+        ["invalid-inputs-schema"],
+    ),
+    (
+        "inputs pattern that is a regex",
+        """\
+        version: 1.0.0
+        inputs: {properties: {x: {type: string, pattern: "^[a-z]+$"}}}
+        steps: [{id: a, type: log}]
+        """,
+        [],
+    ),
+    (
+        "inputs patternProperties key that is not a regex",
+        """\
+        version: 1.0.0
+        inputs: {properties: {x: {patternProperties: {"x(": {type: string}}}}}
+        steps: [{id: a, type: log}]
+        """,
+        ["invalid-inputs-schema"],
+    ),
+    (
+        "inputs patternProperties key and data that only look like patterns",
+        """\
+        version: 1.0.0
+        inputs:
+          patternProperties: {"^x-": {type: string}}
+          properties: {pattern: {enum: ["(["], default: "(["}}
+        steps: [{id: a, type: log}]
+        """,
+        [],
+    ),
+    (
+        "step id end is reserved",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: log, next: end}, {id: end, type: log}]
+        """,
+        ["schema"],
+    ),
+    (
+        "step ids that start with end",
+        """\
+        version: 1.0.0
+        steps:
+          - {id: a, type: log, next: end-1}
+          - {id: end-1, type: log, next: ending}
+          - {id: ending, type: log}
+        """,
+        [],
+    ),
+    (
+        "CEL reads an unknown name",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: condition, condition: {when: "input.x == 1", then: end}}]
+        """,
+        ["cel-unknown-name"],
+    ),
+    (
+        "CEL reads engine names, macro variables and type names",
+        """\
+        version: 1.0.0
+        steps:
+          - id: a
+            type: condition
+            condition:
+              when: >-
+                inputs.tags.all(t, t != "input") && vars.n > 0 && type(inputs.x) == int
+                && run.environment == "prod" && [1].exists(x, x == 1) && size("a.b") == 3
+              then: b
+          - {id: b, type: log, log: {message: '${ steps.a.output.result }'}}
+        """,
+        [],
+    ),
+    (
+        "template reads an unknown name",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: log, log: {message: "hi ${ input.name }"}}]
+        """,
+        ["cel-unknown-name"],
+    ),
+    (
+        "macro variable used outside its macro",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: set, set: {y: "inputs.xs.map(x, x + 1).size() + x"}}]
+        """,
+        ["cel-unknown-name"],
+    ),
+    (
+        "migration set reads steps",
+        """\
+        version: 2.0.0
+        steps: [{id: a, type: log}]
+        migrations: [{from: "<2.0.0", map: {old: a}, set: {x: "steps.old.output"}}]
+        """,
+        ["cel-unknown-name"],
+    ),
+    (
+        "migration with a valid range, target and set",
+        """\
+        version: 2.0.0
+        steps: [{id: a, type: log}]
+        migrations: [{from: "<2.0.0", map: {old: a}, set: {x: "inputs.a + vars.b + run.step"}}]
+        """,
+        [],
+    ),
+    (
+        "condition that is not a boolean",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: condition, condition: {when: "1 + 2", then: end}}]
+        """,
+        ["cel-not-boolean"],
+    ),
+    (
+        "condition that is a constant boolean",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: condition, condition: {when: "1 + 2 == 3", then: end}}]
+        """,
+        [],
+    ),
+    (
+        "closed template",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: log, log: {message: "hello ${ inputs.name }"}}]
+        """,
+        [],
+    ),
+    (
+        "until with time zone",
+        """\
+        version: 1.0.0
+        steps: [{id: a, type: wait, wait: {until: "2026-01-01T09:00:00+01:00"}}]
+        """,
+        [],
+    ),
+    (
         "until without time zone",
         """\
         version: 1.0.0
@@ -366,6 +553,11 @@ ENVIRONMENT_CASES = [
     ("unknown version", "pins: {wf: 1.2.0}", ["unknown-version"]),
     ("canary without steps", "rollout: {strategy: canary}", ["canary-without-steps"]),
     (
+        "canary with increasing weights",
+        "rollout: {strategy: canary, steps: [{weight: 10, pause: 5m}, {weight: 50}]}",
+        [],
+    ),
+    (
         "canary weights must increase",
         "rollout: {strategy: canary, steps: [{weight: 50}, {weight: 10}]}",
         ["canary-weights"],
@@ -375,8 +567,22 @@ ENVIRONMENT_CASES = [
         "promotion: {windows: [{kind: allow, schedule: nope, duration: 1h}]}",
         ["invalid-schedule"],
     ),
+    (
+        "good window cron and timezone",
+        "promotion: {windows: [{kind: allow, schedule: 0 9 * * 1-5, duration: 8h, "
+        "timezone: Europe/Berlin}]}",
+        [],
+    ),
+    (
+        "bad window timezone",
+        "promotion: {windows: [{kind: allow, schedule: 0 9 * * *, duration: 1h, "
+        "timezone: Europe/Berlinn}]}",
+        ["invalid-timezone"],
+    ),
     ("bad soak", "promotion: {soak: 0s}", ["invalid-duration"]),
+    ("good soak", "promotion: {soak: 1h}", []),
     ("unknown upstream", "promotion: {from: stagin}", ["unknown-environment"]),
+    ("known upstream", "promotion: {from: staging}", []),
 ]
 
 
@@ -388,6 +594,7 @@ ENVIRONMENT_CASES = [
 def test_environment_rules(spec: str, expected: list[str]) -> None:
     files = {
         "workflows/wf.yaml": workflow(VALID_STEPS),
+        "environments/staging.yaml": environment("staging", "pins: {wf: latest}"),
         "environments/prod.yaml": environment("prod", spec),
     }
     assert sorted(code for code, _, _ in codes(findings_for(files))) == sorted(expected)
@@ -414,10 +621,176 @@ def test_promotion_cycle() -> None:
     ]
 
 
+def test_promotion_chain_without_a_loop() -> None:
+    files = {
+        "environments/a.yaml": environment("a", "pins: {}"),
+        "environments/b.yaml": environment("b", "promotion: {from: a}"),
+        "environments/c.yaml": environment("c", "promotion: {from: b}"),
+    }
+    assert findings_for(files) == []
+
+
 def test_duplicate_workflow_names_across_files() -> None:
     files = {"workflows/a.yaml": workflow(VALID_STEPS), "workflows/b.yaml": workflow(VALID_STEPS)}
     (finding,) = findings_for(files)
     assert (finding.code, finding.file) == ("duplicate-workflow", "workflows/b.yaml")
+    files["workflows/b.yaml"] = workflow(VALID_STEPS).replace("name: wf", "name: wf2")
+    assert findings_for(files) == []
+
+
+def test_duplicate_environment_names_across_files() -> None:
+    files = {
+        "environments/prod.yaml": environment("prod", "pins: {}"),
+        "environments/prod-eu.yaml": environment("prod", "pins: {}"),
+    }
+    (finding,) = findings_for(files)
+    assert (finding.code, finding.file, finding.path) == (
+        "duplicate-environment",
+        "environments/prod.yaml",
+        "metadata.name",
+    )
+    assert finding.message == "environment 'prod' is already defined in environments/prod-eu.yaml"
+    files["environments/prod-eu.yaml"] = environment("prod-eu", "pins: {}")
+    assert findings_for(files) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "expected"),
+    [
+        ("workflows/x.yaml", "- a list\n", [("not-a-manifest", "error")]),
+        ("workflows/x.yaml", "kind: Workflw\n", [("unknown-kind", "error")]),
+        ("workflows/wf.yaml", workflow(VALID_STEPS), []),
+        ("environments/wf.yaml", workflow(VALID_STEPS), [("misplaced-manifest", "warning")]),
+    ],
+    ids=["not a mapping", "unknown kind", "workflow under workflows/", "workflow elsewhere"],
+)
+def test_file_level_rules(path: str, content: str, expected: list[tuple[str, str]]) -> None:
+    found = findings_for({path: content})
+    assert [(f.code, f.severity) for f in found] == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            'steps: [{id: a, type: condition, condition: {when: "true", then: end}, next: end}]',
+            ["spec.steps[0].next"],
+        ),
+        ('steps: [{id: a, type: condition, condition: {when: "true", then: end}}]', []),
+        ("steps: [{id: a, type: fail, fail: {message: stop}, next: end}]", ["spec.steps[0].next"]),
+        ("steps: [{id: a, type: fail, fail: {message: stop}}]", []),
+        (
+            "triggers: [{id: t, type: manual, timezone: UTC}]\nsteps: [{id: a, type: log}]",
+            ["spec.triggers[0].timezone"],
+        ),
+        (
+            "triggers: [{id: t, type: schedule, schedule: '@daily', timezone: UTC}]\n"
+            "steps: [{id: a, type: log}]",
+            [],
+        ),
+    ],
+    ids=[
+        "condition with next",
+        "condition without next",
+        "fail with next",
+        "fail without next",
+        "timezone on a manual trigger",
+        "timezone on a schedule trigger",
+    ],
+)
+def test_ignored_field_warnings(spec: str, expected: list[str]) -> None:
+    found = findings_for({"workflows/wf.yaml": workflow("version: 1.0.0\n" + spec + "\n")})
+    assert [(f.code, f.severity, f.path) for f in found] == [
+        ("ignored-field", "warning", path) for path in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rollout", "expected"),
+    [("{steps: [{weight: 10}]}", ["ignored-field"]), ("{strategy: immediate}", [])],
+    ids=["steps on an immediate rollout", "immediate rollout"],
+)
+def test_ignored_rollout_steps_warn(rollout: str, expected: list[str]) -> None:
+    files = {"environments/prod.yaml": environment("prod", f"rollout: {rollout}")}
+    assert [f.code for f in findings_for(files) if not f.is_error] == expected
+
+
+def test_migration_range_that_matches_no_version_warns() -> None:
+    spec = """\
+    version: 2.0.0
+    steps: [{id: a, type: log}]
+    migrations: [{from: "<0.5.0", map: {old: a}}]
+    """
+    history = History({"1.0.0": {"version": "1.0.0", "steps": [{"id": "old", "type": "log"}]}})
+    found = findings_for({"workflows/wf.yaml": workflow(spec)}, history)
+    assert [(f.code, f.severity) for f in found] == [("migration-range-empty", "warning")]
+    matching = workflow(spec.replace("<0.5.0", "<2.0.0"))
+    assert findings_for({"workflows/wf.yaml": matching}, history) == []
+
+
+def test_cel_findings_name_the_identifier_and_what_is_available() -> None:
+    spec = """\
+    version: 2.0.0
+    steps:
+      - {id: a, type: condition, condition: {when: "input.x == 1", then: b}}
+      - {id: b, type: condition, condition: {when: "1 + 2", then: end}}
+    migrations: [{from: "<2.0.0", set: {x: "steps.a.output"}}]
+    """
+    found = findings_for({"workflows/wf.yaml": workflow(spec)})
+    unknown, not_boolean, migration = found
+    assert (unknown.code, unknown.line, unknown.column, unknown.path) == (
+        "cel-unknown-name",
+        7,
+        50,
+        "spec.steps[0].condition.when",
+    )
+    assert unknown.message == (
+        "unknown name 'input' (did you mean 'inputs'?) at character 1 of CEL expression "
+        "'input.x == 1'; expressions can read inputs, run, steps, vars"
+    )
+    assert (not_boolean.code, not_boolean.line) == ("cel-not-boolean", 8)
+    assert "always gives 3" in not_boolean.message
+    assert (migration.code, migration.path) == ("cel-unknown-name", "spec.migrations[0].set.x")
+    assert migration.message.startswith("unknown name 'steps' (not available in migrations)")
+    assert migration.message.endswith("a migration's set expressions can read inputs, run, vars")
+
+
+def test_inputs_schema_findings_point_at_the_offending_field() -> None:
+    spec = """\
+    version: 1.0.0
+    inputs:
+      properties:
+        a: {$ref: "#/nope"}
+        b: {pattern: "(["}
+        c: {patternProperties: {"x(": {}}}
+    steps: [{id: a, type: log}]
+    """
+    found = findings_for({"workflows/wf.yaml": workflow(spec)})
+    assert [(f.line, f.path) for f in found] == [
+        (8, "spec.inputs.properties.a.$ref"),
+        (9, "spec.inputs.properties.b.pattern"),
+        (10, 'spec.inputs.properties.c.patternProperties["x("]'),
+    ]
+    ref, pattern, key = (f.message for f in found)
+    assert ref == (
+        "inputs is not a valid JSON Schema: $ref '#/nope' points at nothing in inputs "
+        "(a local ref looks like #/$defs/name)"
+    )
+    assert pattern == (
+        "inputs is not a valid JSON Schema: pattern '([' is not a valid regular expression: "
+        "unterminated character set at character 2"
+    )
+    assert key.startswith("inputs is not a valid JSON Schema: patternProperties key 'x('")
+
+
+def test_step_id_end_is_reserved_with_a_clear_message() -> None:
+    spec = """\
+    version: 1.0.0
+    steps: [{id: a, type: log, next: end}, {id: end, type: log}]
+    """
+    (finding,) = findings_for({"workflows/wf.yaml": workflow(spec)})
+    assert (finding.code, finding.path) == ("schema", "spec.steps[1].id")
+    assert finding.message.startswith("invalid value 'end': expected a step id other than end")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,54 @@
+"""`free_names` finds the variables an expression reads, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.model.cel import FreeName, constant, free_names
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("input.x == 1", ["input"]),  # the typo validation exists to catch
+        ("inputs.x == 1 && vars.y", ["inputs", "vars"]),
+        ("inputs.tags.all(t, t != '') && t", ["inputs", "t"]),  # t is free after the macro
+        ("inputs.xs.map(x, x * 2).filter(y, y > z)", ["inputs", "z"]),
+        ("inputs.xs.exists(x, inputs.ys.exists_one(y, x == y))", ["inputs"]),
+        ("inputs.xs.existsOne(x, x == 1)", ["inputs"]),
+        ("[1, 2].all(n, n > 0)", []),
+        ("size(inputs.x) > 0 && has(vars.y)", ["inputs", "vars"]),  # functions, macros
+        ("inputs.email.endsWith('@x.com')", ["inputs"]),  # method and field names
+        ("type(inputs.n) == int || type(inputs.n) == double", ["inputs"]),  # type names
+        ('"input.x" + r"vars" + b"steps" + """z\n""" == inputs.s', ["inputs"]),  # literals
+        ("true || false || null == inputs.n || 'a' in inputs.l", ["inputs"]),  # keywords
+        ("{'k': v} == inputs.m", ["v", "inputs"]),  # map keys are expressions
+        ("optional.none() == inputs.o", ["inputs"]),
+        ("steps.a.output // a comment naming ghost\n== 1", ["steps"]),
+        ("1u + 0x1F + 2.5e3", []),
+        ("inputs.x ==", []),  # does not compile: `issue` reports it
+    ],
+)
+def test_free_names(expr: str, expected: list[str]) -> None:
+    assert [name.name for name in free_names(expr)] == expected
+
+
+def test_free_names_give_the_first_position() -> None:
+    assert free_names("vars.a + input.b + input.c") == [
+        FreeName("vars", 1),
+        FreeName("input", 10),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("1 + 2", (True, 3)),
+        ("'a' + 'b'", (True, "ab")),
+        ("1 + 2 == 3", (True, True)),
+        ("inputs.x + 1", (False, None)),  # reads a variable: unknown before a run
+        ("1 / 0", (False, None)),  # fails: left to the run
+    ],
+)
+def test_constant(expr: str, expected: tuple[bool, object]) -> None:
+    assert constant(expr) == expected
