@@ -1,6 +1,6 @@
 """`flowpin validate` figures.
 
-    python bench/validate.py [--workflows N] [--quick]
+    python bench/validate.py [--workflows N] [--quick] [--only throughput|history]
 
 1. Throughput: a generated repository of N workflows (default 1,000) x 50 steps plus three
    environments that pin all of them. `flowpin validate <dir>` (every schema and semantic
@@ -618,14 +618,18 @@ def main() -> None:
         "--workflows", type=int, help="workflows in the throughput part (default 1000; 100 quick)"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--only", choices=("throughput", "history"), help="run one part (default: both)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.quick:
-        throughput(args.workflows or 100, 50)
-        history((100, 1000), workflows=10, steps=20)
-    else:
-        throughput(args.workflows or 1000, 50)
-        history((1000, 10000), workflows=50, steps=20)
+    if args.only != "history":
+        throughput(args.workflows or (100 if args.quick else 1000), 50)
+    if args.only != "throughput":
+        if args.quick:
+            history((100, 1000), workflows=10, steps=20)
+        else:
+            history((1000, 10000), workflows=50, steps=20)
     report("validate_bench_wall_time", round(time.perf_counter() - started), "s", "this whole run")
 
 

@@ -584,30 +584,16 @@ def filter_to_cel(conditions: Any, resolve: Resolve) -> str:
     return joiner.join(f"({p})" if " " in p else p for p in parts)
 
 
-_V1_OPS = {
-    "number": {
-        "equal": "{l} == {r}",
-        "notEqual": "{l} != {r}",
-        "smaller": "{l} < {r}",
-        "smallerEqual": "{l} <= {r}",
-        "larger": "{l} > {r}",
-        "largerEqual": "{l} >= {r}",
-    },
-    "string": {
-        "equal": "{l} == {r}",
-        "notEqual": "{l} != {r}",
-        "contains": "{l}.contains({r})",
-        "notContains": "!{l}.contains({r})",
-        "startsWith": "{l}.startsWith({r})",
-        "notStartsWith": "!{l}.startsWith({r})",
-        "endsWith": "{l}.endsWith({r})",
-        "notEndsWith": "!{l}.endsWith({r})",
-        "regex": "{l}.matches({r})",
-        "notRegex": "!{l}.matches({r})",
-        "isEmpty": '{l} == ""',
-        "isNotEmpty": '{l} != ""',
-    },
-    "boolean": {"equal": "{l} == {r}", "notEqual": "{l} != {r}"},
+# If v1 names its operations differently; the CEL they become is the same.
+_V1_NAMES = {
+    "equal": "equals",
+    "notEqual": "notEquals",
+    "smaller": "lt",
+    "smallerEqual": "lte",
+    "larger": "gt",
+    "largerEqual": "gte",
+    "isEmpty": "empty",
+    "isNotEmpty": "notEmpty",
 }
 
 
@@ -615,11 +601,11 @@ def _if_v1(params: Mapping[str, Any], resolve: Resolve) -> str:
     _only(params, {"conditions", "combineOperation"}, "If")
     parts: list[str] = []
     for kind, items in params.get("conditions", {}).items():
-        if kind not in _V1_OPS:
+        if kind not in _FILTER_OPS:
             raise Untranslatable(f"{kind} conditions")
         for item in items:
             operation = item.get("operation", "equal")
-            pattern = _V1_OPS[kind].get(operation)
+            pattern = _FILTER_OPS[kind].get(_V1_NAMES.get(operation, operation))
             if pattern is None:
                 raise Untranslatable(f"{kind} operation {operation!r}")
             default: Any = {"number": 0, "string": "", "boolean": False}[kind]

@@ -99,16 +99,22 @@ class Decision:
 ONE_SHOT = (ANNOTATION_RETRY, kinds.ANNOTATION_ABORT, kinds.ANNOTATION_PROMOTE_FULL)
 
 
-def _conditions(
+_OFF = (False, "", "")
+
+
+def _set_conditions(
+    status: dict[str, Any],
     current: list[dict[str, Any]],
     generation: int,
     now: str,
     ready: tuple[ConditionStatus, str, str],
-    reconciling: bool,
-    stalled: tuple[bool, str, str],
-    blocked: tuple[bool, str, str],
-    drifted: tuple[bool, str],
-) -> list[dict[str, Any]]:
+    reconciling: bool = False,
+    stalled: tuple[bool, str, str] = _OFF,
+    blocked: tuple[bool, str, str] = _OFF,
+    drifted: tuple[bool, str] = (False, ""),
+) -> None:
+    """Write the five conditions, and the generation they answer, into `status`; a flag not
+    given is off."""
     c = set_condition(current, "Ready", *ready, generation, now)
     c = set_condition(
         c,
@@ -137,7 +143,7 @@ def _conditions(
         generation,
         now,
     )
-    return set_condition(
+    status["conditions"] = set_condition(
         c,
         "Drifted",
         "True" if drifted[0] else "False",
@@ -146,6 +152,7 @@ def _conditions(
         generation,
         now,
     )
+    status["observedGeneration"] = generation
 
 
 def _history(status: Mapping[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
@@ -226,17 +233,14 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
         if (status.get("canary") or {}).get("state") == canary.PROGRESSING:
             _clean(status, "canary")  # every new run goes to the hold version
         _clean(status, "soakEndsAt", "nextWindowAt", "progressingSince")
-        status["conditions"] = _conditions(
+        _set_conditions(
+            status,
             conditions,
             g,
             now,
             ("False", "Drifted", message),
-            False,
-            (False, "", ""),
-            (False, "", ""),
-            (True, message),
+            drifted=(True, message),
         )
-        status["observedGeneration"] = g
         return Decision(status, transitions)
 
     # A hold whose pin changed, or a release, ends the rollback: record it once.
@@ -329,17 +333,16 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                 else:
                     status.pop(key, None)
             needs_person = closed.reason in ("InvalidVersion", "AwaitingApproval")
-            status["conditions"] = _conditions(
+            _set_conditions(
+                status,
                 conditions,
                 g,
                 now,
                 ("False", closed.reason, closed.message),
-                not needs_person,
-                (closed.reason == "InvalidVersion", closed.reason, closed.message),
-                (True, closed.reason, closed.message),
-                (False, ""),
+                reconciling=not needs_person,
+                stalled=(closed.reason == "InvalidVersion", closed.reason, closed.message),
+                blocked=(True, closed.reason, closed.message),
             )
-            status["observedGeneration"] = g
             return Decision(status, transitions, next_opening(gates))
 
     if canary_rollout:
@@ -408,17 +411,14 @@ def _canary_running(
     reason = "CanaryAwaitingRuns" if moved.reason == "CanaryAwaitingRuns" else "CanaryProgressing"
     status.update(canary=moved.canary, phase="Canary", reason=reason, message=moved.message)
     _clean(status, "soakEndsAt", "nextWindowAt")
-    status["conditions"] = _conditions(
+    _set_conditions(
+        status,
         conditions,
         generation,
         now,
         ("False", reason, moved.message),
-        True,
-        (False, "", ""),
-        (False, "", ""),
-        (False, ""),
+        reconciling=True,
     )
-    status["observedGeneration"] = generation
 
 
 def _held(
@@ -446,17 +446,15 @@ def _held(
         )
         reason = "Held"
     status.update(phase=phase, reason=reason, message=message)
-    status["conditions"] = _conditions(
+    _set_conditions(
+        status,
         conditions,
         generation,
         now,
         ("False", reason, message),
-        False,
-        (True, reason, message),
-        (True, reason, message),
-        (False, ""),
+        stalled=(True, reason, message),
+        blocked=(True, reason, message),
     )
-    status["observedGeneration"] = generation
 
 
 def _verified(
@@ -469,17 +467,13 @@ def _verified(
     """The desired version is active and Verified: Ready, nothing pending."""
     status.update(reason="Verified", message=message)
     _clean(status, "soakEndsAt", "nextWindowAt", "progressingSince", "gates")
-    status["conditions"] = _conditions(
+    _set_conditions(
+        status,
         conditions,
         generation,
         now,
         ("True", "Verified", message),
-        False,
-        (False, "", ""),
-        (False, "", ""),
-        (False, ""),
     )
-    status["observedGeneration"] = generation
 
 
 def verified_at(status: Mapping[str, Any], version: str) -> datetime.datetime | None:

@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from controller.api import kinds
 from controller.model import cel
-from controller.model.conditions import set_condition
+from controller.model.conditions import phase_conditions
 from controller.model.durations import parse_duration
 from controller.model.runs import (
     TERMINAL_PHASES,
@@ -887,41 +887,21 @@ def settled_outcome(
 def _with_conditions(
     status: dict[str, Any], generation: int, now: datetime.datetime
 ) -> dict[str, Any]:
-    """kstatus: Ready once Succeeded; Reconciling while planned or moving; Stalled when it
-    failed, or waits for a person (approval, resume)."""
-    phase = str(status.get("phase") or "")
-    message = str(status.get("message") or phase)
-    at = _stamp(now)
-    waiting = phase in ("AwaitingApproval", "Paused", "Planned")
-    conditions = list(status.get("conditions") or [])
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        "True" if phase == "Succeeded" else "False",
-        phase or "Pending",
-        message,
+    """kstatus: Ready once Succeeded; Reconciling while moving runs; Stalled when it failed.
+    A migration waiting for a person (approval, resume) is not stalled: reason Waiting."""
+    phase = str(status.get("phase") or "Pending")
+    conditions = phase_conditions(
+        list(status.get("conditions") or []),
+        phase,
+        str(status.get("message") or phase),
         generation,
-        at,
-    )
-    reconciling = phase == "Running"
-    conditions = set_condition(
-        conditions,
-        "Reconciling",
-        "True" if reconciling else "False",
-        phase if reconciling else "NotReconciling",
-        message if reconciling else "Not moving runs.",
-        generation,
-        at,
-    )
-    stalled = phase == "Failed"
-    conditions = set_condition(
-        conditions,
-        "Stalled",
-        "True" if stalled else "False",
-        phase if stalled else ("Waiting" if waiting else "NotStalled"),
-        message if stalled else "Not stalled.",
-        generation,
-        at,
+        _stamp(now),
+        reconciling=phase == "Running",
+        stalled=phase == "Failed",
+        idle=("NotReconciling", "Not moving runs."),
+        not_stalled_reason=(
+            "Waiting" if phase in ("AwaitingApproval", "Paused", "Planned") else "NotStalled"
+        ),
     )
     return {**status, "conditions": conditions}
 

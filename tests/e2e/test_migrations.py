@@ -193,8 +193,12 @@ def test_inflight_migrate_moves_waiting_runs_with_the_mapping(
 
     printed = kubectl.run("get", "wfmig", "-n", namespace).stdout
     assert "Succeeded" in printed and "2.0.0" in printed
-    deployment = kubectl.json("get", "wfd", "parcel.dev", "-n", namespace)["status"]
-    assert not any(v["state"] == "Draining" for v in deployment.get("versions") or [])
+    # The deployment recounts its versions' runs after the moves: 1.0.0 stops draining.
+    poll(
+        lambda: kubectl.json("get", "wfd", "parcel.dev", "-n", namespace)["status"],
+        lambda status: not any(v["state"] == "Draining" for v in status.get("versions") or []),
+        what="no version of parcel.dev Draining once its runs moved",
+    )
 
 
 def test_a_dry_run_lists_blocked_runs_and_approval_moves_the_others(
