@@ -358,7 +358,7 @@ def _track(items: list[Path], show: bool, label: str) -> Iterator[Path]:
 
 
 def _history(source: gitio.Source, head: dict[str, bytes]) -> History:
-    from controller.git.history import PathHistory
+    from controller.git.history import WorkflowHistory
     from controller.model.validate import NoHistory, parse_manifest
 
     if source.head is None:
@@ -368,7 +368,7 @@ def _history(source: gitio.Source, head: dict[str, bytes]) -> History:
         manifest, _ = parse_manifest(content, path)
         if manifest is not None and manifest.kind == "Workflow":
             paths.setdefault(manifest.name, path)
-    return PathHistory(source.repo, source.head, paths, source.prefix)
+    return WorkflowHistory(source.repo, source.head, paths, source.prefix)
 
 
 def _default_branch(source: gitio.Source) -> str:

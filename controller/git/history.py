@@ -420,9 +420,6 @@ class WorkflowHistory:
         return sorted(listed, key=lambda item: item[1].commit_time)
 
 
-PathHistory = WorkflowHistory  # the former name
-
-
 def _walk_tree(tree: pygit2.Tree) -> Iterator[tuple[str, pygit2.Object]]:
     """(path relative to `tree`, blob) of every blob under `tree`."""
     todo: list[tuple[pygit2.Tree, str]] = [(tree, "")]

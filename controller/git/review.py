@@ -146,14 +146,22 @@ def merge_base(
     """The commit a pull request from HEAD into `against` is compared with, as `git diff
     REF...HEAD` and GitHub do: their merge base, so that what REF gained since the branch
     forked is not taken for a change of the branch. Also how to name it."""
-    ref = resolve_commit(repo, against)
+    shallow = (
+        " This clone is shallow: fetch the whole history first (actions/checkout: fetch-depth: 0)."
+        if repo.is_shallow
+        else ""
+    )
+    try:
+        ref = resolve_commit(repo, against)
+    except GitError as error:
+        raise GitError(f"{error}.{shallow}") from None
     if tip is None:
         return ref, against  # no commit yet: everything in the tree is the change
     found = repo.merge_base(tip.id, ref.id)
     if found is None:
         raise GitError(
             f"HEAD and {against} have no common history (no merge base); "
-            "compare with a ref the branch was made from"
+            f"compare with a ref the branch was made from.{shallow}"
         )
     base = repo[found]
     assert isinstance(base, pygit2.Commit)

@@ -45,6 +45,7 @@ NOT_FORWARDED = frozenset(
         "upgrade",
         "host",
         "content-length",
+        "content-encoding",  # aiohttp has already decompressed the body it forwards
     }
 )
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,7 +71,7 @@ class OperatorHttpServer:
         self._session: aiohttp.ClientSession | None = None
         self._metrics = metrics
         self.app = web.Application(
-            client_max_size=1024 * 1024, middlewares=[self._webhooks_on_the_leader]
+            client_max_size=MAX_BODY, middlewares=[self._webhooks_on_the_leader]
         )
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)

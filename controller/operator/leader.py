@@ -51,6 +51,7 @@ class LeaderElector:
         self.advertise: str | None = None  # this replica's HTTP address, written when leading
         self._leader_address: str | None = None
         self._leader_seen_at = float("-inf")
+        self._round: asyncio.Future[bool] | None = None  # a Lease round still in its thread
 
     @property
     def renew_deadline(self) -> float:
@@ -199,16 +200,26 @@ class LeaderElector:
 
     async def _attempt(self, timeout: float) -> bool | None:
         """One round in a thread, bounded by `timeout`: True leading, False another replica
-        holds the Lease, None failed (any error, or no answer in time)."""
+        holds the Lease, None failed (any error, or no answer in time). A round that outlives
+        its bound is awaited by the next attempt, not started again: two rounds in flight
+        would write the same resourceVersion, and the loser's 409 would read as a takeover."""
+        if self._round is None:
+            self._round = asyncio.ensure_future(asyncio.to_thread(self.try_once))
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.try_once), max(timeout, 0.1))
+            result = await asyncio.wait_for(asyncio.shield(self._round), max(timeout, 0.1))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
+            if self._round.done():  # the round itself timed out (a socket timeout)
+                self._round = None
             logger.warning("lease: no answer from the API server within %.1fs", timeout)
+            return None
         except Exception as error:  # any failure is a failed round
+            self._round = None
             logger.warning("lease: %s", _describe(error))
-        return None
+            return None
+        self._round = None
+        return result
 
     async def acquire(self) -> None:
         """Block until this replica leads."""

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import threading
 
 import kopf
 from kubernetes import client, config
@@ -88,7 +87,7 @@ async def run(
     set `stop`, also while kopf runs (it installs handlers of its own)."""
     config.load_config()  # type: ignore[no-untyped-call]
     elector = LeaderElector(client.CoordinationV1Api(), settings)
-    kopf_ready = threading.Event()
+    kopf_ready = asyncio.Event()  # set by kopf once its startup is done
     metrics = Metrics()
     kube = Kube()
 
@@ -158,28 +157,25 @@ async def run(
 
         kopf_stop = asyncio.Event()
 
+        async def stop_workers() -> None:
+            """Our workers stop before kopf: when the lease is lost, so that two replicas
+            never call out for the same run; on SIGTERM, because kopf waits 5 s for tasks it
+            did not start before it cancels them."""
+            await migration_controller.stop()
+            await run_controller.stop()
+            await deployment_controller.stop()
+            await scheduler.queue.stop()
+
         async def watch_leadership() -> None:
             try:
                 await elector.keep()  # returns (never raises) once this replica stops leading
-                # Lost: stop running steps at once, before kopf winds down, so that two
-                # replicas never call out for the same run.
-                await migration_controller.stop()
-                await run_controller.stop()
-                await scheduler.queue.stop()
+                await stop_workers()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("stopping after the lease was lost")
             finally:
                 kopf_stop.set()
-
-        async def stop_workers() -> None:
-            """Our workers first: kopf waits 5 s for tasks it did not start before it
-            cancels them, so a SIGTERM would otherwise take 5 s longer."""
-            await migration_controller.stop()
-            await run_controller.stop()
-            await deployment_controller.stop()
-            await scheduler.queue.stop()
 
         async def watch_stop() -> None:
             await stop.wait()
@@ -191,8 +187,7 @@ async def run(
         async def reclaim_signals() -> None:
             """kopf's own handlers would stop kopf first and leave our workers to its 5 s
             wait for tasks it did not start; once it is ready, the signals are ours again."""
-            while not kopf_ready.is_set():
-                await asyncio.sleep(0.1)
+            await kopf_ready.wait()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from controller.cli.main import cli
-from controller.git.history import PathHistory, resolve_commit, walk
+from controller.git.history import WorkflowHistory, resolve_commit, walk
 from controller.model.versions import index_from_json, index_to_json
 from controller.testing.gitrepo import AUTHOR, commit_all, repo_from_directory
 
@@ -146,7 +146,7 @@ def test_path_history_reads_only_the_file_that_matters(repo: pygit2.Repository) 
     for version in ("1.5.0", "1.6.0"):
         edit(repo, LEAD, lambda t, v=version: t.replace(t.split("version: ")[1][:5], v, 1))
         commit_all(repo, version)
-    history = PathHistory(repo, resolve_commit(repo, "HEAD"), {"lead-nurture": LEAD})
+    history = WorkflowHistory(repo, resolve_commit(repo, "HEAD"), {"lead-nurture": LEAD})
     assert sorted(history.versions("lead-nurture")) == ["1.4.0", "1.5.0", "1.6.0"]
     assert history.versions("unknown") == {}
 

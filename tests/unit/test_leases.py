@@ -240,3 +240,35 @@ def test_a_clean_stop_releases_the_lease_for_a_standby_to_take_at_once() -> None
     assert standby.try_once()  # no waiting for the 15 s lease to expire
     asyncio.run(leader.release())  # not the holder any more: leaves the Lease alone
     assert api.lease.spec.holder_identity == "other"
+
+
+class SlowLeases(FakeLeases):
+    """Writes that take `delay` seconds; counts how many are in flight at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease, **_: Any) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            super().create_namespaced_lease(namespace, body)
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_round_slower_than_its_bound_is_awaited_not_started_again() -> None:
+    """Two rounds in flight would write the same resourceVersion; the loser's 409 would
+    read as a takeover."""
+
+    async def scenario() -> int:
+        api = SlowLeases(delay=2.5)  # longer than the 2 s bound of one attempt
+        leader = elector(api, duration=3, renew=0.1)
+        await asyncio.wait_for(leader.acquire(), timeout=10)
+        return api.most_in_flight
+
+    assert asyncio.run(scenario()) == 1

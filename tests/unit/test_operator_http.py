@@ -4,6 +4,7 @@ deliveries to the leader (or answers 503 in JSON when there is none)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from typing import Any
 
@@ -130,5 +131,38 @@ def test_a_standby_without_a_leader_answers_503_in_json() -> None:
             assert status == 503
         finally:
             await standby.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_gzip_delivery_reaches_the_leader_as_the_sender_meant_it() -> None:
+    """aiohttp decompresses what it receives: the forwarded body is plain, so its
+    Content-Encoding must not travel with it."""
+
+    async def scenario() -> None:
+        seen: list[dict[str, Any]] = []
+        leader = leader_server(seen)
+        leader_base = await started(leader)
+        standby = OperatorHttpServer(
+            "127.0.0.1",
+            0,
+            is_ready=lambda: True,
+            is_leader=lambda: False,
+            identity="b",
+            leader_address=lambda: leader_base,
+        )
+        base = await started(standby)
+        try:
+            status, _, body = await post(
+                f"{base}/hooks/git",
+                gzip.compress(b'{"ref": "refs/heads/main"}'),
+                **{"Content-Encoding": "gzip", "Content-Type": "application/json"},
+            )
+            assert status == 202 and body == {"run": "r-1"}
+            [delivery] = seen
+            assert delivery["body"] == b'{"ref": "refs/heads/main"}'
+        finally:
+            await standby.stop()
+            await leader.stop()
 
     asyncio.run(scenario())
