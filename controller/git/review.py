@@ -32,7 +32,6 @@ from controller.model.validate import (
     NoHistory,
     check_files,
     check_repository,
-    parse_manifest,
 )
 
 
@@ -120,7 +119,7 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
         base_paths = set(manifest_blobs(repo, base.tree, prefix))
         base_files = _base_files(repo, base, prefix, files)
         changed = set(base_files) | (set(files) - base_paths)
-        base_migrations = _base_migrations(base_files)
+        base_migrations = _base_fields(base_files, "Workflow", "migrations", [])
         unchanged_migrations = {
             m.name
             for m in manifests
@@ -128,7 +127,7 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
             and m.name in base_migrations
             and base_migrations[m.name] == m.spec.get("migrations", [])
         }
-        base_pins = _base_pins(base_files)
+        base_pins = _base_fields(base_files, "Environment", "pins", {})
         findings += check_repository(manifests, history, changed, unchanged_migrations, base_pins)
         findings += check_against(manifests, base_files, workflow_history, set(files) - base_paths)
         result = Review(
@@ -170,23 +169,16 @@ def merge_base(
     return base, f"{against} (merge base {str(base.id)[:12]})"
 
 
-def _base_pins(base_files: Mapping[str, BaseFile]) -> dict[str, Any]:
-    """Environment name → its pins at the base, for the changed environment files."""
+def _base_fields(
+    base_files: Mapping[str, BaseFile], kind: str, field: str, absent: Any
+) -> dict[str, Any]:
+    """Name → `spec.<field>` (`absent` when unset) at the base, of the changed files of
+    that kind."""
     found: dict[str, Any] = {}
     for base_file in base_files.values():
-        manifest, _ = parse_manifest(base_file.content, base_file.path)
-        if manifest is not None and manifest.kind == "Environment":
-            found[manifest.name] = manifest.spec.get("pins", {})
-    return found
-
-
-def _base_migrations(base_files: Mapping[str, BaseFile]) -> dict[str, Any]:
-    """Workflow name → its `migrations` at the base ref, for the changed files."""
-    found: dict[str, Any] = {}
-    for base_file in base_files.values():
-        manifest, _ = parse_manifest(base_file.content, base_file.path)
-        if manifest is not None and manifest.kind == "Workflow":
-            found[manifest.name] = manifest.spec.get("migrations", [])
+        manifest = base_file.manifest
+        if manifest is not None and manifest.kind == kind:
+            found[manifest.name] = manifest.spec.get(field, absent)
     return found
 
 
@@ -238,9 +230,8 @@ def plan(paths: Sequence[Path], against: str) -> tuple[Review, Plan]:
         if path in result.base_paths and path not in result.base_files
     }
     for base_file in result.base_files.values():
-        manifest, _ = parse_manifest(base_file.content, base_file.path)
-        if manifest is not None:
-            base_manifests[base_file.path] = manifest
+        if base_file.manifest is not None:
+            base_manifests[base_file.path] = base_file.manifest
 
     def state(manifests: Iterable[Manifest]) -> EnvironmentState:
         listed = list(manifests)

@@ -14,6 +14,7 @@ initial development.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,6 +40,11 @@ class BaseFile:
 
     path: str
     content: bytes
+
+    @functools.cached_property
+    def manifest(self) -> Manifest | None:
+        """Parsed once, however many checks read it (None: not a valid manifest)."""
+        return parse_manifest(self.content, self.path)[0]
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,7 @@ def check_against(
     lacks."""
     base_workflows: dict[str, Manifest] = {}
     for base_file in base_files.values():
-        manifest, _ = parse_manifest(base_file.content, base_file.path)
+        manifest = base_file.manifest
         if manifest is not None and manifest.kind == "Workflow":
             base_workflows[manifest.name] = manifest
     findings: list[Finding] = []

@@ -51,6 +51,17 @@ NOT_FORWARDED = frozenset(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def read_body(request: web.Request) -> bytes | None:
+    """A webhook's body, or None when it is larger than MAX_BODY (every receiver answers
+    that with 413)."""
+    if (request.content_length or 0) > MAX_BODY:
+        return None
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+
+
 class OperatorHttpServer:
     def __init__(
         self,
@@ -100,11 +111,8 @@ class OperatorHttpServer:
     async def _forward(self, request: web.Request, target: str) -> web.Response:
         """The delivery, unchanged (method, path, query, headers, body), sent to the leader;
         its answer, returned as it is."""
-        if (request.content_length or 0) > MAX_BODY:
-            return web.json_response({"error": "body larger than 1 MiB"}, status=413)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await read_body(request)
+        if body is None:
             return web.json_response({"error": "body larger than 1 MiB"}, status=413)
         headers = CIMultiDict(
             (name, value)

@@ -46,13 +46,13 @@ from controller.model.triggers import (
     webhook_path,
     webhook_run_name,
 )
+from controller.operator.http import read_body
 from controller.operator.kube import Kube, Obj
 from controller.operator.runs import RunController
 from controller.operator.watches import watch
 from controller.operator.workqueue import WorkQueue, utcnow
 
 logger = logging.getLogger("flowpin.triggers")
-MAX_BODY = 1024 * 1024
 DEFAULT_SECRET_KEY = "secret"
 SECRET_TTL = 30.0  # seconds a Secret's data is cached by the webhook receiver
 NOT_FOUND = "no webhook trigger at this path"
@@ -143,7 +143,7 @@ async def _answer(
     request: web.Request, controller: RunController, cache: SecretCache
 ) -> web.Response:
     """The answer to one delivery, always JSON: a failing Kubernetes API is a 503."""
-    body = await _read(request)
+    body = await read_body(request)
     if body is None:
         return _error(413, "body larger than 1 MiB")
     try:
@@ -161,16 +161,6 @@ async def _answer(
     except Exception:
         logger.exception("webhook %s: 500, unexpected error", request.path)
         return _error(500, "internal error")
-
-
-async def _read(request: web.Request) -> bytes | None:
-    """The body, or None when it is larger than MAX_BODY."""
-    if (request.content_length or 0) > MAX_BODY:
-        return None
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return None
 
 
 async def _start_from_webhook(

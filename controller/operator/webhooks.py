@@ -21,11 +21,11 @@ from typing import Any
 
 from aiohttp import web
 
+from controller.operator.http import read_body
 from controller.operator.kube import Kube
 from controller.operator.sources import SourceEntry, SourceRegistry
 
 logger = logging.getLogger("flowpin.webhooks")
-MAX_BODY = 1024 * 1024
 WEBHOOK_SECRET_KEY = "webhookSecret"
 
 
@@ -99,11 +99,8 @@ def add_git_push_route(
     app: web.Application, registry: SourceRegistry, secrets: SecretReader
 ) -> None:
     async def receive(request: web.Request) -> web.Response:
-        if (request.content_length or 0) > MAX_BODY:
-            return _error(413, "body larger than 1 MiB")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        body = await read_body(request)
+        if body is None:
             return _error(413, "body larger than 1 MiB")
         if request.headers.get("X-GitHub-Event") == "ping":
             return web.json_response({"status": "pong"})

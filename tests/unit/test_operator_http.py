@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -38,6 +39,18 @@ def leader_server(seen: list[dict[str, Any]]) -> OperatorHttpServer:
     return server
 
 
+def standby_server(leader_address: Callable[[], str | None]) -> OperatorHttpServer:
+    """Replica "b", ready and standing by, forwarding to `leader_address()`."""
+    return OperatorHttpServer(
+        "127.0.0.1",
+        0,
+        is_ready=lambda: True,
+        is_leader=lambda: False,
+        identity="b",
+        leader_address=leader_address,
+    )
+
+
 async def post(url: str, body: bytes, **headers: str) -> tuple[int, dict[str, str], Any]:
     async with (
         aiohttp.ClientSession() as session,
@@ -53,9 +66,7 @@ async def get_status(url: str) -> tuple[int, Any]:
 
 def test_a_standby_is_ready_but_not_leading() -> None:
     async def scenario() -> None:
-        standby = OperatorHttpServer(
-            "127.0.0.1", 0, is_ready=lambda: True, is_leader=lambda: False, identity="b"
-        )
+        standby = standby_server(lambda: None)
         base = await started(standby)
         try:
             assert (await get_status(f"{base}/readyz")) == (
@@ -76,14 +87,7 @@ def test_a_standby_forwards_a_delivery_to_the_leader_unchanged() -> None:
         seen: list[dict[str, Any]] = []
         leader = leader_server(seen)
         leader_base = await started(leader)
-        standby = OperatorHttpServer(
-            "127.0.0.1",
-            0,
-            is_ready=lambda: True,
-            is_leader=lambda: False,
-            identity="b",
-            leader_address=lambda: leader_base,
-        )
+        standby = standby_server(lambda: leader_base)
         base = await started(standby)
         try:
             status, headers, body = await post(
@@ -108,14 +112,7 @@ def test_a_standby_forwards_a_delivery_to_the_leader_unchanged() -> None:
 def test_a_standby_without_a_leader_answers_503_in_json() -> None:
     async def scenario() -> None:
         addresses: list[str | None] = [None]
-        standby = OperatorHttpServer(
-            "127.0.0.1",
-            0,
-            is_ready=lambda: True,
-            is_leader=lambda: False,
-            identity="b",
-            leader_address=lambda: addresses[0],
-        )
+        standby = standby_server(lambda: addresses[0])
         base = await started(standby)
         try:
             status, headers, body = await post(f"{base}/hooks/git", b"{}")
@@ -143,14 +140,7 @@ def test_a_gzip_delivery_reaches_the_leader_as_the_sender_meant_it() -> None:
         seen: list[dict[str, Any]] = []
         leader = leader_server(seen)
         leader_base = await started(leader)
-        standby = OperatorHttpServer(
-            "127.0.0.1",
-            0,
-            is_ready=lambda: True,
-            is_leader=lambda: False,
-            identity="b",
-            leader_address=lambda: leader_base,
-        )
+        standby = standby_server(lambda: leader_base)
         base = await started(standby)
         try:
             status, _, body = await post(
