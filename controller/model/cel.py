@@ -16,8 +16,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-import cel as _cel
-
 __all__ = [
     "BUILTIN_NAMES",
     "CelError",
@@ -60,7 +58,11 @@ class CelIssue:
 
 @lru_cache(maxsize=1024)
 def _compile(expr: str) -> Any:
-    return _cel.compile(expr)
+    # Imported on first use: the package's import pulls in its terminal UI (~0.2 s), which
+    # CLI commands that never meet an expression should not pay for.
+    import cel
+
+    return cel.compile(expr)
 
 
 def _parse_issue(expr: str, raw: str) -> CelIssue:
@@ -142,7 +144,9 @@ def _plain(value: Any) -> Any:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, timedelta):
         return _duration_text(value)
-    if isinstance(value, _cel.OptionalValue):
+    import cel  # already loaded: a value from CEL exists only after `_compile`
+
+    if isinstance(value, cel.OptionalValue):
         return _plain(value.value()) if value.has_value() else None
     raise CelError(f"expression result of type {type(value).__name__} has no JSON form")
 

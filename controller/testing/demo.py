@@ -132,16 +132,16 @@ def promotion_story(
 ) -> None:
     say(
         "prod soaks 1h after staging, inside weekday windows, with approval. For the demo, "
-        "a commit shortens its soak to 10s and drops the windows"
+        "a commit shortens its soak to 20s and drops the windows"
     )
-    edit(repo, "environments/prod.yaml", "soak: 1h", "soak: 10s")
+    edit(repo, "environments/prod.yaml", "soak: 1h", "soak: 20s")
     edit(
         repo,
         "environments/prod.yaml",
         '    windows: [{kind: allow, schedule: "0 9 * * 1-5", duration: 8h, timezone: UTC}]\n',
         "",
     )
-    commit_all(repo, "Demo: soak prod for 10s, no windows")
+    commit_all(repo, "Demo: soak prod for 20s, no windows")
     flowpin(plane, "sync", "examples")
 
     say(
@@ -234,7 +234,7 @@ def promotion_story(
     wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("reason") == "SoakPending")
     show_deployments(kubectl)
 
-    say("Ten seconds later the soak is over; prod waits for a person")
+    say("Twenty seconds later the soak is over; prod waits for a person")
     wait_for(kubectl, "lead-nurture.prod", lambda s: s.get("reason") == "AwaitingApproval")
     flowpin(plane, "status", "lead-nurture")
 
@@ -328,13 +328,13 @@ def migration_story(
     say("Dry run: where would the runs on 1.6.0 go? (nothing moves)")
     flowpin(
         plane, "migrate", "start", "lead-nurture", "--env", "dev", "--to", "2.0.0",
-        "--from", "1.6.0", "--strategy", "gradual", "--batch-size", "2", "--interval", "5s",
+        "--from", "1.6.0", "--strategy", "gradual", "--batch-size", "2", "--interval", "15s",
         "--dry-run",
     )  # fmt: skip
     [migration] = kubectl.json("get", "wfmig", "-n", DEMO_NAMESPACE)["items"]
     name = migration["metadata"]["name"]
 
-    say("Approved: a gradual migration moves two runs every 5 seconds")
+    say("Approved: a gradual migration moves two runs every 15 seconds")
     flowpin(plane, "migrate", "approve", name)
     poll(
         lambda: kubectl.json("get", "wfmig", name, "-n", DEMO_NAMESPACE).get("status") or {},

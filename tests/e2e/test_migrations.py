@@ -113,7 +113,7 @@ def start_runs(kubectl: Kubectl, namespace: str, count: int, lane: str = "a") ->
     poll(
         lambda: runs(kubectl, namespace),
         lambda found: all(found.get(n, {}).get("phase") == "Waiting" for n in names),
-        timeout=60,
+        timeout=60 + count / 2,  # 200 runs take a loaded operator a while to start
         what=f"{count} runs Waiting",
     )
     return names
@@ -251,7 +251,7 @@ def test_gradual_migration_pauses_resumes_and_reports_progress(
     release(kubectl, namespace, repo, path, parcel("2.0.0", "park", MAP_HOLD_TO_PARK), "2.0.0")
     create_migration(
         kubectl, namespace, "slowly", toVersion="2.0.0", strategy="gradual",
-        batchSize=2, interval="3s",
+        batchSize=2, interval="15s",  # batches far enough apart to see one and to pause
     )  # fmt: skip
     status = poll(
         lambda: migration(kubectl, namespace, "slowly").get("status") or {},

@@ -31,13 +31,14 @@ def environment(name: str, spec: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> pygit2.Repository:
-    """The examples with fast gates: prod soaks 3 seconds and needs approval."""
+    """The examples with quick gates: prod soaks 20 s (long enough to see on a loaded machine)
+    and needs approval."""
     repo = repo_from_directory(EXAMPLES, tmp_path / "repo", "Add examples")
     work = Path(repo.workdir)
     (work / "environments/prod.yaml").write_text(
         environment(
             "prod",
-            "  promotion: {from: staging, soak: 3s, approval: required}\n"
+            "  promotion: {from: staging, soak: 20s, approval: required}\n"
             "  pins: {lead-nurture: 1.4.0, onboarding: 2.1.3}  # pinned by PR\n",
         )
     )
@@ -96,7 +97,7 @@ def test_a_version_walks_dev_staging_prod_through_every_gate(
     assert soaking["soakEndsAt"] and "soaking in staging until" in soaking["message"]
     assert [g["name"] for g in soaking["gates"]] == ["valid", "upstream", "soak", "approval"]
     waiting = wait_phase(
-        kubectl, namespace, "lead-nurture.prod", "Blocked", "AwaitingApproval", timeout=30
+        kubectl, namespace, "lead-nurture.prod", "Blocked", "AwaitingApproval", timeout=90
     )
     assert "flowpin approve lead-nurture --env prod --version 1.4.0" in waiting["message"]
     blocked = next(c for c in waiting["conditions"] if c["type"] == "Blocked")

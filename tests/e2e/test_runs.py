@@ -269,7 +269,7 @@ def test_the_circuit_breaker_stops_hammering_a_failing_host(
 def test_a_run_survives_the_operator_killed_while_it_waits(
     kubectl: Kubectl, namespace: str, start_operator: StartOperator, sink: HttpSink, tmp_path: Path
 ) -> None:
-    make_repo(tmp_path / "repo", sink, wait="6s")
+    make_repo(tmp_path / "repo", sink, wait="15s")  # outlasts the kill on a loaded machine
     first = start_operator((namespace,), identity="victim")
     first.wait_ready()
     apply_source(kubectl, namespace, tmp_path / "repo")
@@ -356,7 +356,8 @@ def deployment_versions(kubectl: Kubectl, namespace: str) -> list[tuple[str, str
 def test_runs_finish_on_their_version_while_the_next_one_rolls_out(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess, sink: HttpSink, tmp_path: Path
 ) -> None:
-    make_repo(tmp_path / "repo", sink, wait="10s")
+    # The old runs must still wait while 1.1.0 syncs and becomes Active, even on a loaded machine.
+    make_repo(tmp_path / "repo", sink, wait="25s")
     apply_source(kubectl, namespace, tmp_path / "repo")
     old = [start_run(namespace, f"order={i}") for i in (1, 2)]
     for name in old:
@@ -402,7 +403,9 @@ def test_inflight_cancel_cancels_the_old_versions_runs(
 def test_two_replicas_advance_each_run_once_across_a_failover(
     kubectl: Kubectl, namespace: str, start_operator: StartOperator, sink: HttpSink, tmp_path: Path
 ) -> None:
-    make_repo(tmp_path / "repo", sink, wait="5s")
+    # The wait outlasts starting five runs one CLI call at a time on a loaded machine, so
+    # every run is still parked when the leader dies; they wake under the new leader.
+    make_repo(tmp_path / "repo", sink, wait="30s")
     first = start_operator((namespace,), identity="replica-a")
     first.wait_ready()
     second = start_operator((namespace,), identity="replica-b")
@@ -413,6 +416,7 @@ def test_two_replicas_advance_each_run_once_across_a_failover(
     for name in names:
         wait_run(kubectl, namespace, name, "Waiting")
     first.kill()  # the standby takes over once the lease expires
+    assert all(run_status(kubectl, namespace, name)["phase"] == "Waiting" for name in names)
     second.wait_ready(timeout=60)
     for name in names:
         wait_run(kubectl, namespace, name, "Succeeded", timeout=90)
