@@ -20,10 +20,12 @@ __all__ = [
     "BUILTIN_NAMES",
     "CelError",
     "CelIssue",
+    "FieldRead",
     "FreeName",
     "check",
     "constant",
     "evaluate",
+    "fields_read",
     "free_names",
     "issue",
 ]
@@ -218,8 +220,47 @@ def free_names(expr: str) -> list[FreeName]:
     (`BUILTIN_NAMES`). The compiler's own list of variables bounds the answer, so a token
     this scanner misreads can hide a name but never invent one. Empty when `expr` does not
     compile (`issue` reports that)."""
+    tokens, free = _free_occurrences(expr)
+    found: dict[str, FreeName] = {}
+    for index in free:
+        _, text, start = tokens[index]
+        found.setdefault(text, FreeName(text, start + 1))
+    return list(found.values())
+
+
+@dataclass(frozen=True)
+class FieldRead:
+    """A field read straight off a free variable, `inputs.email` or `steps["send-mail"]`,
+    with the 1-based character where the variable stands."""
+
+    root: str
+    field: str
+    offset: int
+
+
+def fields_read(expr: str) -> list[FieldRead]:
+    """Every field read from a free variable, in order: what validation compares with the
+    inputs a workflow declares, the variables it sets and its step ids. A computed index
+    (`inputs[key]`) names no field and is left out."""
+    tokens, free = _free_occurrences(expr)
+    reads = []
+    for index in free:
+        _, root, start = tokens[index]
+        rest = [(kind, text) for kind, text, _ in tokens[index + 1 : index + 4]]
+        if len(rest) > 1 and rest[0] == ("punct", ".") and rest[1][0] == "ident":
+            if rest[2:3] != [("punct", "(")]:  # `xs.map(...)` calls a method
+                reads.append(FieldRead(root, rest[1][1], start + 1))
+        elif len(rest) == 3 and rest[0] == ("punct", "[") and rest[2] == ("punct", "]"):
+            kind, literal = rest[1]
+            if kind == "string" and literal[0] in "'\"" and "\\" not in literal:
+                reads.append(FieldRead(root, literal.strip(literal[0]), start + 1))
+    return reads
+
+
+def _free_occurrences(expr: str) -> tuple[list[tuple[str, str, int]], list[int]]:
+    """The tokens of `expr` and the indices of those that read a free variable (each use)."""
     if issue(expr) is not None:
-        return []
+        return [], []
     try:
         known = set(_compile(expr).variables())
     except Exception:  # older bindings lack variables(); then trust the scanner alone
@@ -227,8 +268,8 @@ def free_names(expr: str) -> list[FreeName]:
     tokens = _tokens(expr)
     bound: list[tuple[str, int]] = []  # (name, paren depth of the macro call)
     depth = 0
-    found: dict[str, FreeName] = {}
-    for index, (kind, text, start) in enumerate(tokens):
+    free: list[int] = []
+    for index, (kind, text, _start) in enumerate(tokens):
         before = tokens[index - 1] if index > 0 else None
         after = tokens[index + 1] if index + 1 < len(tokens) else None
         if kind == "punct" and text in "([{":
@@ -251,11 +292,11 @@ def free_names(expr: str) -> list[FreeName]:
             continue
         if member or call or text in _KEYWORDS or text in BUILTIN_NAMES:
             continue
-        if any(name == text for name, _ in bound) or text in found:
+        if any(name == text for name, _ in bound):
             continue
         if known is None or text in known:
-            found[text] = FreeName(text, start + 1)
-    return list(found.values())
+            free.append(index)
+    return tokens, free
 
 
 def constant(expr: str) -> tuple[bool, Any]:

@@ -206,7 +206,6 @@ def _did_you_mean(word: str, options: Iterable[str]) -> str:
 
 # --------------------------------------------------------------------------- workflows
 
-_STEP_REF = re.compile(r"\bsteps\s*(?:\.\s*([A-Za-z0-9_]+)|\[\s*[\"']([^\"']+)[\"']\s*\])")
 _DASHED_STEP_REF = re.compile(r"\bsteps\.([a-z0-9_]+(?:-[a-z0-9_]+)+)")
 
 
@@ -219,8 +218,9 @@ def check_workflow(manifest: Manifest) -> list[Finding]:
     findings += _check_edges(manifest, steps)
     findings += _check_graph(manifest, steps)
     ids = {step["id"] for step in steps}
+    scope = CelScope.of_workflow(spec)
     for index, step in enumerate(steps):
-        findings += _check_step(manifest, step, ("spec", "steps", index), ids)
+        findings += _check_step(manifest, step, ("spec", "steps", index), scope)
     for index, trigger in enumerate(spec.get("triggers", [])):
         findings += _check_trigger(manifest, trigger, ("spec", "triggers", index))
     if "inputs" in spec:
@@ -288,7 +288,7 @@ def _check_graph(manifest: Manifest, steps: list[dict[str, Any]]) -> Iterator[Fi
 
 
 def _check_step(
-    manifest: Manifest, step: dict[str, Any], path: Path, ids: set[str]
+    manifest: Manifest, step: dict[str, Any], path: Path, scope: CelScope
 ) -> Iterator[Finding]:
     kind = step["type"]
     if "timeout" in step:
@@ -298,9 +298,9 @@ def _check_step(
         if field in retry:
             yield from _check_duration(manifest, retry[field], (*path, "retry", field))
     if kind == "condition":
-        yield from _check_cel(
-            manifest, step["condition"]["when"], (*path, "condition", "when"), ids
-        )
+        when = step["condition"]["when"]
+        yield from _check_cel(manifest, when, (*path, "condition", "when"), scope)
+        yield from _check_boolean(manifest, when, (*path, "condition", "when"))
         if "next" in step:
             yield manifest.at(
                 (*path, "next"),
@@ -310,19 +310,19 @@ def _check_step(
             )
     elif kind == "set":
         for name, expression in step["set"].items():
-            yield from _check_cel(manifest, expression, (*path, "set", name), ids)
+            yield from _check_cel(manifest, expression, (*path, "set", name), scope)
     elif kind == "wait":
         wait = step["wait"]
         if "duration" in wait:
             yield from _check_duration(manifest, wait["duration"], (*path, "wait", "duration"))
         if "until" in wait:
-            yield from _check_until(manifest, wait["until"], (*path, "wait", "until"), ids)
+            yield from _check_until(manifest, wait["until"], (*path, "wait", "until"), scope)
     elif kind == "fail" and "next" in step:
         yield manifest.at(
             (*path, "next"), "ignored-field", "a fail step ends the run; next is ignored", "warning"
         )
     for field_path, text in _template_strings(step, path):
-        yield from _check_templates(manifest, text, field_path, ids)
+        yield from _check_templates(manifest, text, field_path, scope)
     wrong = [
         other
         for other in ("http", "wait", "condition", "set", "fail", "log", "n8n")
@@ -363,19 +363,21 @@ def _strings_in(value: Any, path: Path) -> Iterator[tuple[Path, str]]:
             todo.extend((sub, (*where, i)) for i, sub in enumerate(item))
 
 
-def _check_templates(manifest: Manifest, text: str, path: Path, ids: set[str]) -> Iterator[Finding]:
+def _check_templates(
+    manifest: Manifest, text: str, path: Path, scope: CelScope
+) -> Iterator[Finding]:
     try:
         templates = find_templates(text)
     except TemplateSyntaxError as error:
         yield manifest.at(path, "template-syntax", f"at character {error.offset + 1}: {error}")
         return
     for template in templates:
-        yield from _check_cel(manifest, template.expression, path, ids)
+        yield from _check_cel(manifest, template.expression, path, scope)
 
 
-def _check_until(manifest: Manifest, text: str, path: Path, ids: set[str]) -> Iterator[Finding]:
+def _check_until(manifest: Manifest, text: str, path: Path, scope: CelScope) -> Iterator[Finding]:
     if "${" in text:
-        yield from _check_templates(manifest, text, path, ids)
+        yield from _check_templates(manifest, text, path, scope)
         return
     import datetime
 
@@ -392,8 +394,58 @@ def _check_until(manifest: Manifest, text: str, path: Path, ids: set[str]) -> It
         )
 
 
+@dataclass(frozen=True)
+class CelScope:
+    """What an expression can read: the variables the engine binds (`roots`;
+    controller/engine/steps.py `activation`, a migration's `_activation` in
+    controller/model/migration.py; docs/cel.md lists their fields) and, of those, the fields
+    this workflow declares. None: no field list to check against."""
+
+    roots: tuple[str, ...]
+    where: str  # "expressions" or "a migration's set expressions", for messages
+    steps: frozenset[str] | None = None  # step ids
+    inputs: frozenset[str] | None = None  # properties of a closed or open `inputs` schema
+    inputs_closed: bool = False  # `additionalProperties: false`: no other input can arrive
+    vars: frozenset[str] | None = None  # what `set` steps and migrations assign
+
+    @classmethod
+    def of_workflow(cls, spec: Mapping[str, Any]) -> CelScope:
+        assigned = {name for step in spec["steps"] for name in step.get("set") or {}}
+        assigned |= {name for entry in spec.get("migrations", []) for name in entry.get("set", {})}
+        inputs, closed = _declared_inputs(spec.get("inputs"))
+        return cls(
+            roots=("inputs", "run", "steps", "vars"),
+            where="expressions",
+            steps=frozenset(step["id"] for step in spec["steps"]),
+            inputs=inputs,
+            inputs_closed=closed,
+            vars=frozenset(assigned),
+        )
+
+
+#: A migration's `set` runs against a run of an older version: its inputs and variables are
+#: that version's, and it has no `steps`.
+MIGRATION_SCOPE = CelScope(roots=("inputs", "run", "vars"), where="a migration's set expressions")
+
+#: Schema keywords that let properties other than `properties` through in ways this check
+#: does not follow; with any of them at the top, the inputs are not checked by name.
+_OPEN_ENDED = frozenset(
+    {"patternProperties", "allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas"}
+)
+
+
+def _declared_inputs(schema: Any) -> tuple[frozenset[str] | None, bool]:
+    """The input names a run can carry by the `inputs` schema, and whether only those."""
+    if not isinstance(schema, Mapping) or _OPEN_ENDED & schema.keys():
+        return None, False
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return None, False
+    return frozenset(properties), schema.get("additionalProperties") is False
+
+
 def _check_cel(
-    manifest: Manifest, expression: str, path: Path, ids: set[str] | None
+    manifest: Manifest, expression: str, path: Path, scope: CelScope
 ) -> Iterator[Finding]:
     issue = cel.issue(expression)
     if issue is not None:
@@ -404,63 +456,87 @@ def _check_cel(
             f"(at character {issue.column} of the expression)",
         )
         return
-    yield from _check_cel_names(manifest, expression, path, ids is None)
-    if path[-2:] == ("condition", "when"):
-        known, value = cel.constant(expression)
-        if known and not isinstance(value, bool):
-            yield manifest.at(
-                path,
-                "cel-not-boolean",
-                f"condition.when must give true or false, but {expression!r} always gives "
-                f"{_short_json(value)}; compare it, e.g. `... == ...`",
-            )
-    if ids is None:
-        return
-    for match in _DASHED_STEP_REF.finditer(expression):
-        step_id = match.group(1)
+    # `steps.send-mail` reads `steps.send` minus `mail`: one finding says so.
+    dashed = [m[1] for m in _DASHED_STEP_REF.finditer(expression)]
+    for step_id in dashed if scope.steps is not None else []:
         yield manifest.at(
             path,
             "cel-step-reference",
             f"`steps.{step_id}` reads as a subtraction in CEL; "
             f'write steps["{step_id}"] for step ids that contain "-"',
         )
-    for match in _STEP_REF.finditer(expression):
-        step_id = match.group(1) or match.group(2)
-        dashed = match.group(1) and expression[match.end() : match.end() + 1] == "-"
-        if step_id not in ids and not dashed:
-            yield manifest.at(
-                path,
-                "unknown-step",
-                f"expression reads steps.{step_id}, but there is no step {step_id!r}"
-                f"{_did_you_mean(step_id, ids)}",
-            )
-
-
-#: The variables the engine binds (controller/engine/steps.py `activation`; migration `set`
-#: expressions: controller/model/migration.py `_activation`); docs/cel.md lists their fields.
-CEL_ROOTS = ("inputs", "run", "steps", "vars")
-MIGRATION_CEL_ROOTS = ("inputs", "run", "vars")
-
-
-def _check_cel_names(
-    manifest: Manifest, expression: str, path: Path, migration: bool
-) -> Iterator[Finding]:
-    """A name the engine does not bind fails every run that evaluates it (`input.x`)."""
-    roots = MIGRATION_CEL_ROOTS if migration else CEL_ROOTS
-    where = "a migration's set expressions" if migration else "expressions"
-    # `steps.send-mail` reads `mail`; cel-step-reference already explains that one.
-    dashed = {part for m in _DASHED_STEP_REF.finditer(expression) for part in m[1].split("-")}
+    parts = {part for step_id in dashed for part in step_id.split("-")}
     for free in cel.free_names(expression):
-        if free.name in roots or free.name in dashed:
+        if free.name in scope.roots or free.name in parts:
             continue
-        hint = _did_you_mean(free.name, roots)
-        if migration and free.name == "steps":
+        hint = _did_you_mean(free.name, scope.roots)
+        if free.name == "steps":
             hint = " (not available in migrations)"
         yield manifest.at(
             path,
             "cel-unknown-name",
             f"unknown name {free.name!r}{hint} at character {free.offset} of CEL expression "
-            f"{expression!r}; {where} can read {', '.join(roots)}",
+            f"{expression!r}; {scope.where} can read {', '.join(scope.roots)}",
+        )
+    for read in cel.fields_read(expression):
+        yield from _check_field(manifest, expression, path, scope, read, parts)
+
+
+def _check_field(
+    manifest: Manifest,
+    expression: str,
+    path: Path,
+    scope: CelScope,
+    read: cel.FieldRead,
+    dashed_parts: set[str],
+) -> Iterator[Finding]:
+    """A field of `steps`, `inputs` or `vars` that this workflow never provides fails (or,
+    under `has()`, is always false in) every run that evaluates it."""
+    where = f"at character {read.offset} of CEL expression {expression!r}"
+    if read.root == "steps" and scope.steps is not None and read.field not in dashed_parts:
+        if read.field not in scope.steps:
+            yield manifest.at(
+                path,
+                "unknown-step",
+                f"expression reads steps.{read.field}, but there is no step {read.field!r}"
+                f"{_did_you_mean(read.field, scope.steps)}",
+            )
+    elif read.root == "inputs" and scope.inputs is not None and read.field not in scope.inputs:
+        hint = _did_you_mean(read.field, scope.inputs)
+        if scope.inputs_closed:
+            yield manifest.at(
+                path,
+                "cel-unknown-input",
+                f"inputs.{read.field}{hint} {where}: spec.inputs allows no such property "
+                "(additionalProperties: false), so no run has it",
+            )
+        else:
+            yield manifest.at(
+                path,
+                "cel-unknown-input",
+                f"inputs.{read.field}{hint} {where} is not declared in spec.inputs.properties; "
+                "a run without it fails here. Declare it",
+                "warning",
+            )
+    elif read.root == "vars" and scope.vars is not None and read.field not in scope.vars:
+        yield manifest.at(
+            path,
+            "cel-unknown-var",
+            f"vars.{read.field}{_did_you_mean(read.field, scope.vars)} {where} is set by no "
+            "`set` step or migration of this workflow; a run fails here unless a migration "
+            "from an older version brought it",
+            "warning",
+        )
+
+
+def _check_boolean(manifest: Manifest, expression: str, path: Path) -> Iterator[Finding]:
+    known, value = cel.constant(expression)
+    if known and not isinstance(value, bool):
+        yield manifest.at(
+            path,
+            "cel-not-boolean",
+            f"condition.when must give true or false, but {expression!r} always gives "
+            f"{_short_json(value)}; compare it, e.g. `... == ...`",
         )
 
 
@@ -655,7 +731,7 @@ def _check_migration_entry(
                 f"{_did_you_mean(new, ids)}",
             )
     for name, expression in migration.get("set", {}).items():
-        yield from _check_cel(manifest, expression, (*path, "set", name), None)
+        yield from _check_cel(manifest, expression, (*path, "set", name), MIGRATION_SCOPE)
 
 
 # --------------------------------------------------------------------------- environments

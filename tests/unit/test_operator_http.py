@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -51,6 +52,19 @@ def standby_server(leader_address: Callable[[], str | None]) -> OperatorHttpServ
     )
 
 
+@asynccontextmanager
+async def leader_and_standby(seen: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """A leader recording deliveries into `seen`, and the address of its standby."""
+    leader = leader_server(seen)
+    leader_base = await started(leader)
+    standby = standby_server(lambda: leader_base)
+    try:
+        yield await started(standby)
+    finally:
+        await standby.stop()
+        await leader.stop()
+
+
 async def post(url: str, body: bytes, **headers: str) -> tuple[int, dict[str, str], Any]:
     async with (
         aiohttp.ClientSession() as session,
@@ -85,11 +99,7 @@ def test_a_standby_is_ready_but_not_leading() -> None:
 def test_a_standby_forwards_a_delivery_to_the_leader_unchanged() -> None:
     async def scenario() -> None:
         seen: list[dict[str, Any]] = []
-        leader = leader_server(seen)
-        leader_base = await started(leader)
-        standby = standby_server(lambda: leader_base)
-        base = await started(standby)
-        try:
+        async with leader_and_standby(seen) as base:
             status, headers, body = await post(
                 f"{base}/hooks/ns/wf/prod/signup?x=1",
                 b'{"email": "a@b"}',
@@ -102,9 +112,6 @@ def test_a_standby_forwards_a_delivery_to_the_leader_unchanged() -> None:
             assert delivery["body"] == b'{"email": "a@b"}'
             assert delivery["headers"]["X-Flowpin-Signature"] == "sha256=abc"
             assert delivery["headers"][FORWARDED_BY] == "b"
-        finally:
-            await standby.stop()
-            await leader.stop()
 
     asyncio.run(scenario())
 
@@ -138,11 +145,7 @@ def test_a_gzip_delivery_reaches_the_leader_as_the_sender_meant_it() -> None:
 
     async def scenario() -> None:
         seen: list[dict[str, Any]] = []
-        leader = leader_server(seen)
-        leader_base = await started(leader)
-        standby = standby_server(lambda: leader_base)
-        base = await started(standby)
-        try:
+        async with leader_and_standby(seen) as base:
             status, _, body = await post(
                 f"{base}/hooks/git",
                 gzip.compress(b'{"ref": "refs/heads/main"}'),
@@ -151,8 +154,5 @@ def test_a_gzip_delivery_reaches_the_leader_as_the_sender_meant_it() -> None:
             assert status == 202 and body == {"run": "r-1"}
             [delivery] = seen
             assert delivery["body"] == b'{"ref": "refs/heads/main"}'
-        finally:
-            await standby.stop()
-            await leader.stop()
 
     asyncio.run(scenario())

@@ -1,10 +1,10 @@
-"""`free_names` finds the variables an expression reads, and nothing else."""
+"""`free_names` and `fields_read` find what an expression reads, and nothing else."""
 
 from __future__ import annotations
 
 import pytest
 
-from controller.model.cel import FreeName, constant, free_names
+from controller.model.cel import FreeName, constant, fields_read, free_names
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,23 @@ def test_free_names_give_the_first_position() -> None:
 )
 def test_constant(expr: str, expected: tuple[bool, object]) -> None:
     assert constant(expr) == expected
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("inputs.email + vars.n", [("inputs", "email", 1), ("vars", "n", 16)]),
+        ("has(inputs.a) && inputs.a.b > 0", [("inputs", "a", 5), ("inputs", "a", 18)]),
+        (
+            "steps['send-mail'].output + steps[\"b\"].x",
+            [("steps", "send-mail", 1), ("steps", "b", 29)],
+        ),
+        ("inputs[key] + inputs['a\\'b']", []),  # computed or escaped: no field named
+        ("inputs.size() > 0", []),  # a method, not a field
+        ("inputs.xs.map(inputs, inputs.z)", [("inputs", "xs", 1)]),  # bound inside the macro
+        ("'inputs.q' + a.inputs.r", [("a", "inputs", 14)]),  # literal; not free after `.`
+        ("inputs.x ==", []),  # does not compile
+    ],
+)
+def test_fields_read(expr: str, expected: list[tuple[str, str, int]]) -> None:
+    assert [(r.root, r.field, r.offset) for r in fields_read(expr)] == expected

@@ -338,6 +338,48 @@ WORKFLOW_CASES = [
         [],
     ),
     (
+        "CEL reads an input a closed inputs schema forbids",
+        """\
+        version: 1.0.0
+        inputs: {type: object, properties: {email: {type: string}}, additionalProperties: false}
+        steps: [{id: a, type: log, log: {message: "${ inputs.emial }"}}]
+        """,
+        ["cel-unknown-input"],
+    ),
+    (
+        "CEL reads an input the closed inputs schema declares",
+        """\
+        version: 1.0.0
+        inputs: {type: object, properties: {email: {type: string}}, additionalProperties: false}
+        steps: [{id: a, type: log, log: {message: "${ inputs.email }"}}]
+        """,
+        [],
+    ),
+    (
+        "CEL reads an unknown step by index",
+        """\
+        version: 1.0.0
+        steps:
+          - {id: a, type: log, next: b}
+          - id: b
+            type: condition
+            condition: {when: 'steps["z"].phase == "Succeeded"', then: end}
+        """,
+        ["unknown-step"],
+    ),
+    (
+        "CEL reads a known step by index",
+        """\
+        version: 1.0.0
+        steps:
+          - {id: a, type: log, next: b}
+          - id: b
+            type: condition
+            condition: {when: 'steps["a"].phase == "Succeeded"', then: end}
+        """,
+        [],
+    ),
+    (
         "CEL reads an unknown name",
         """\
         version: 1.0.0
@@ -703,6 +745,74 @@ def test_ignored_field_warnings(spec: str, expected: list[str]) -> None:
     assert [(f.code, f.severity, f.path) for f in found] == [
         ("ignored-field", "warning", path) for path in expected
     ]
+
+
+OPEN_INPUTS = "inputs: {type: object, properties: {email: {type: string}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            OPEN_INPUTS + 'steps: [{id: a, type: log, log: {message: "${ inputs.emial }"}}]',
+            ["cel-unknown-input"],
+        ),
+        (OPEN_INPUTS + 'steps: [{id: a, type: log, log: {message: "${ inputs.email }"}}]', []),
+        ('steps: [{id: a, type: log, log: {message: "${ inputs.anything }"}}]', []),
+        (
+            "inputs: {type: object, properties: {a: {type: string}}, patternProperties: {x: {}}}\n"
+            'steps: [{id: a, type: log, log: {message: "${ inputs.x1 }"}}]',
+            [],
+        ),
+        ('steps: [{id: a, type: log, log: {message: "${ vars.total }"}}]', ["cel-unknown-var"]),
+        (
+            'steps: [{id: a, type: set, set: {total: "1"}, next: b}, '
+            '{id: b, type: log, log: {message: "${ vars.total }"}}]',
+            [],
+        ),
+        (
+            'steps: [{id: a, type: log, log: {message: "${ vars.total }"}}]\n'
+            'migrations: [{from: "<1.0.0", set: {total: "0"}}]',
+            [],
+        ),
+    ],
+    ids=[
+        "undeclared input, open schema",
+        "declared input, open schema",
+        "no inputs schema",
+        "inputs schema with patternProperties",
+        "variable no step sets",
+        "variable a set step sets",
+        "variable a migration sets",
+    ],
+)
+def test_cel_field_warnings(spec: str, expected: list[str]) -> None:
+    found = findings_for({"workflows/wf.yaml": workflow("version: 1.0.0\n" + spec + "\n")})
+    assert [(f.code, f.severity) for f in found] == [(code, "warning") for code in expected]
+
+
+def test_cel_field_findings_say_what_is_declared() -> None:
+    spec = """\
+    version: 1.0.0
+    inputs: {type: object, properties: {email: {type: string}}, additionalProperties: false}
+    steps:
+      - {id: a, type: set, set: {count: "1"}, next: b}
+      - {id: b, type: log, log: {message: "${ inputs.emial } ${ vars.cuont }"}}
+    """
+    closed, var = findings_for({"workflows/wf.yaml": workflow(spec)})
+    assert (closed.code, closed.severity, closed.path, closed.line) == (
+        "cel-unknown-input",
+        "error",
+        "spec.steps[1].log.message",
+        9,
+    )
+    assert closed.message == (
+        "inputs.emial (did you mean 'email'?) at character 1 of CEL expression "
+        "'inputs.emial': spec.inputs allows no such property (additionalProperties: false), "
+        "so no run has it"
+    )
+    assert (var.code, var.severity) == ("cel-unknown-var", "warning")
+    assert var.message.startswith("vars.cuont (did you mean 'count'?) at character 1")
 
 
 @pytest.mark.parametrize(
