@@ -231,11 +231,13 @@ def free_names(expr: str) -> list[FreeName]:
 @dataclass(frozen=True)
 class FieldRead:
     """A field read straight off a free variable, `inputs.email` or `steps["send-mail"]`,
-    with the 1-based character where the variable stands."""
+    with the 1-based character where the variable stands. `tested`: the read is the
+    argument of `has()`, which asks whether the field is there."""
 
     root: str
     field: str
     offset: int
+    tested: bool = False
 
 
 def fields_read(expr: str) -> list[FieldRead]:
@@ -246,14 +248,16 @@ def fields_read(expr: str) -> list[FieldRead]:
     reads = []
     for index in free:
         _, root, start = tokens[index]
+        before = [(kind, text) for kind, text, _ in tokens[max(index - 2, 0) : index]]
+        tested = before == [("ident", "has"), ("punct", "(")]
         rest = [(kind, text) for kind, text, _ in tokens[index + 1 : index + 4]]
         if len(rest) > 1 and rest[0] == ("punct", ".") and rest[1][0] == "ident":
             if rest[2:3] != [("punct", "(")]:  # `xs.map(...)` calls a method
-                reads.append(FieldRead(root, rest[1][1], start + 1))
+                reads.append(FieldRead(root, rest[1][1], start + 1, tested))
         elif len(rest) == 3 and rest[0] == ("punct", "[") and rest[2] == ("punct", "]"):
             kind, literal = rest[1]
             if kind == "string" and literal[0] in "'\"" and "\\" not in literal:
-                reads.append(FieldRead(root, literal.strip(literal[0]), start + 1))
+                reads.append(FieldRead(root, literal.strip(literal[0]), start + 1, tested))
     return reads
 
 

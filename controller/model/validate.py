@@ -404,14 +404,17 @@ class CelScope:
     roots: tuple[str, ...]
     where: str  # "expressions" or "a migration's set expressions", for messages
     steps: frozenset[str] | None = None  # step ids
-    inputs: frozenset[str] | None = None  # properties of a closed or open `inputs` schema
-    inputs_closed: bool = False  # `additionalProperties: false`: no other input can arrive
+    inputs: frozenset[str] | None = None  # the properties the `inputs` schema names
+    inputs_closed: bool = False  # and no other input can arrive
     vars: frozenset[str] | None = None  # what `set` steps and migrations assign
 
     @classmethod
     def of_workflow(cls, spec: Mapping[str, Any]) -> CelScope:
-        assigned = {name for step in spec["steps"] for name in step.get("set") or {}}
-        assigned |= {name for entry in spec.get("migrations", []) for name in entry.get("set", {})}
+        # str(): YAML allows `1:` as a key; runs see it as "1" after the JSON round trip.
+        assigned = {str(name) for step in spec["steps"] for name in step.get("set") or {}}
+        assigned |= {
+            str(name) for entry in spec.get("migrations", []) for name in entry.get("set", {})
+        }
         inputs, closed = _declared_inputs(spec.get("inputs"))
         return cls(
             roots=("inputs", "run", "steps", "vars"),
@@ -435,13 +438,18 @@ _OPEN_ENDED = frozenset(
 
 
 def _declared_inputs(schema: Any) -> tuple[frozenset[str] | None, bool]:
-    """The input names a run can carry by the `inputs` schema, and whether only those."""
+    """The input names the `inputs` schema declares, and whether no other can arrive.
+    None where the schema does not say, or says other inputs are welcome
+    (`additionalProperties: {type: string}`)."""
     if not isinstance(schema, Mapping) or _OPEN_ENDED & schema.keys():
         return None, False
-    properties = schema.get("properties")
-    if not isinstance(properties, Mapping):
+    closed = False in (schema.get("additionalProperties"), schema.get("unevaluatedProperties"))
+    if not closed and ("additionalProperties" in schema or "unevaluatedProperties" in schema):
         return None, False
-    return frozenset(properties), schema.get("additionalProperties") is False
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        return frozenset(str(name) for name in properties), closed
+    return (frozenset(), True) if closed else (None, False)
 
 
 def _check_cel(
@@ -466,6 +474,7 @@ def _check_cel(
             f'write steps["{step_id}"] for step ids that contain "-"',
         )
     parts = {part for step_id in dashed for part in step_id.split("-")}
+    dashed_at = {m.start() + 1 for m in _DASHED_STEP_REF.finditer(expression)}
     for free in cel.free_names(expression):
         if free.name in scope.roots or free.name in parts:
             continue
@@ -478,22 +487,23 @@ def _check_cel(
             f"unknown name {free.name!r}{hint} at character {free.offset} of CEL expression "
             f"{expression!r}; {scope.where} can read {', '.join(scope.roots)}",
         )
-    for read in cel.fields_read(expression):
-        yield from _check_field(manifest, expression, path, scope, read, parts)
+    reads = [read for read in cel.fields_read(expression) if read.offset not in dashed_at]
+    tested = {(read.root, read.field) for read in reads if read.tested}
+    first: dict[tuple[str, str], cel.FieldRead] = {}
+    for read in reads:
+        first.setdefault((read.root, read.field), read)
+    for key, read in first.items():
+        if key not in tested or read.root == "steps":  # has(): the author expects it missing
+            yield from _check_field(manifest, expression, path, scope, read)
 
 
 def _check_field(
-    manifest: Manifest,
-    expression: str,
-    path: Path,
-    scope: CelScope,
-    read: cel.FieldRead,
-    dashed_parts: set[str],
+    manifest: Manifest, expression: str, path: Path, scope: CelScope, read: cel.FieldRead
 ) -> Iterator[Finding]:
-    """A field of `steps`, `inputs` or `vars` that this workflow never provides fails (or,
-    under `has()`, is always false in) every run that evaluates it."""
+    """A field of `steps`, `inputs` or `vars` that this workflow never provides fails every
+    run that evaluates it."""
     where = f"at character {read.offset} of CEL expression {expression!r}"
-    if read.root == "steps" and scope.steps is not None and read.field not in dashed_parts:
+    if read.root == "steps" and scope.steps is not None:
         if read.field not in scope.steps:
             yield manifest.at(
                 path,
@@ -523,8 +533,8 @@ def _check_field(
             path,
             "cel-unknown-var",
             f"vars.{read.field}{_did_you_mean(read.field, scope.vars)} {where} is set by no "
-            "`set` step or migration of this workflow; a run fails here unless a migration "
-            "from an older version brought it",
+            "`set` step or migration of this workflow; a run fails here unless it started on "
+            "an older version that set it",
             "warning",
         )
 

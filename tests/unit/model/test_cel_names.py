@@ -72,3 +72,11 @@ def test_constant(expr: str, expected: tuple[bool, object]) -> None:
 )
 def test_fields_read(expr: str, expected: list[tuple[str, str, int]]) -> None:
     assert [(r.root, r.field, r.offset) for r in fields_read(expr)] == expected
+
+
+def test_fields_read_mark_the_argument_of_has() -> None:
+    assert [(r.field, r.tested) for r in fields_read("has(inputs.a) ? inputs.a : inputs.b")] == [
+        ("a", True),
+        ("a", False),
+        ("b", False),
+    ]

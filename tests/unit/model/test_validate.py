@@ -356,6 +356,34 @@ WORKFLOW_CASES = [
         [],
     ),
     (
+        "CEL reads an input no inputs at all allow",
+        """\
+        version: 1.0.0
+        inputs: {type: object, additionalProperties: false}
+        steps: [{id: a, type: log, log: {message: "${ inputs.any }"}}]
+        """,
+        ["cel-unknown-input"],
+    ),
+    (
+        "CEL reads an input unevaluatedProperties forbids",
+        """\
+        version: 1.0.0
+        inputs: {type: object, properties: {email: {}}, unevaluatedProperties: false}
+        steps: [{id: a, type: log, log: {message: "${ inputs.emial }"}}]
+        """,
+        ["cel-unknown-input"],
+    ),
+    (
+        "CEL reads an unknown step next to a dashed one",
+        """\
+        version: 1.0.0
+        steps:
+          - {id: send-mail, type: log, next: b}
+          - {id: b, type: log, log: {message: "${ steps.send-mail.output + steps.mail.output }"}}
+        """,
+        ["cel-step-reference", "unknown-step"],
+    ),
+    (
         "CEL reads an unknown step by index",
         """\
         version: 1.0.0
@@ -764,7 +792,30 @@ OPEN_INPUTS = "inputs: {type: object, properties: {email: {type: string}}}\n"
             'steps: [{id: a, type: log, log: {message: "${ inputs.x1 }"}}]',
             [],
         ),
-        ('steps: [{id: a, type: log, log: {message: "${ vars.total }"}}]', ["cel-unknown-var"]),
+        (
+            OPEN_INPUTS + "steps: [{id: a, type: log, log: "
+            "{message: \"${ has(inputs.tag) ? inputs.tag : 'none' }\"}}]",
+            [],
+        ),
+        (
+            "inputs: {type: object, properties: {a: {}}, additionalProperties: {type: string}}\n"
+            'steps: [{id: a, type: log, log: {message: "${ inputs.extra }"}}]',
+            [],
+        ),
+        (
+            "inputs: {type: object, properties: {1: {type: string}}}\n"
+            'steps: [{id: a, type: log, log: {message: "${ inputs.x }"}}]',
+            ["cel-unknown-input"],
+        ),
+        (
+            'steps: [{id: a, type: log, log: {message: "${ vars.n + vars.n }"}}]',
+            ["cel-unknown-var"],
+        ),
+        (
+            'steps: [{id: a, type: set, set: {1: "2"}, next: b}, '
+            '{id: b, type: log, log: {message: "${ vars.x }"}}]',
+            ["cel-unknown-var"],
+        ),
         (
             'steps: [{id: a, type: set, set: {total: "1"}, next: b}, '
             '{id: b, type: log, log: {message: "${ vars.total }"}}]',
@@ -781,7 +832,11 @@ OPEN_INPUTS = "inputs: {type: object, properties: {email: {type: string}}}\n"
         "declared input, open schema",
         "no inputs schema",
         "inputs schema with patternProperties",
-        "variable no step sets",
+        "input tested with has()",
+        "inputs schema welcomes other inputs",
+        "inputs schema with a number as a property name",
+        "variable no step sets, read twice",
+        "variable no step sets, another set by a number",
         "variable a set step sets",
         "variable a migration sets",
     ],
