@@ -202,8 +202,11 @@ class FreeName:
     offset: int
 
 
-def _tokens(expr: str) -> list[tuple[str, str, int]]:
-    out: list[tuple[str, str, int]] = []
+Token = tuple[str, str, int]  # kind, text, 0-based start
+
+
+def _tokens(expr: str) -> list[Token]:
+    out: list[Token] = []
     for match in _TOKENS.finditer(expr):
         kind = match.lastgroup or "punct"
         if kind != "space":
@@ -261,10 +264,12 @@ def fields_read(expr: str) -> list[FieldRead]:
     return reads
 
 
-def _free_occurrences(expr: str) -> tuple[list[tuple[str, str, int]], list[int]]:
-    """The tokens of `expr` and the indices of those that read a free variable (each use)."""
+@lru_cache(maxsize=1024)
+def _free_occurrences(expr: str) -> tuple[tuple[Token, ...], tuple[int, ...]]:
+    """The tokens of `expr` and the indices of those that read a free variable (each use).
+    Cached: validation asks `free_names`, `fields_read` and `constant` of one expression."""
     if issue(expr) is not None:
-        return [], []
+        return (), ()
     try:
         known = set(_compile(expr).variables())
     except Exception:  # older bindings lack variables(); then trust the scanner alone
@@ -300,7 +305,7 @@ def _free_occurrences(expr: str) -> tuple[list[tuple[str, str, int]], list[int]]
             continue
         if known is None or text in known:
             free.append(index)
-    return tokens, free
+    return tuple(tokens), tuple(free)
 
 
 def constant(expr: str) -> tuple[bool, Any]:

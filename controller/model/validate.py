@@ -465,7 +465,8 @@ def _check_cel(
         )
         return
     # `steps.send-mail` reads `steps.send` minus `mail`: one finding says so.
-    dashed = [m[1] for m in _DASHED_STEP_REF.finditer(expression)]
+    matches = list(_DASHED_STEP_REF.finditer(expression))
+    dashed = [m[1] for m in matches]
     for step_id in dashed if scope.steps is not None else []:
         yield manifest.at(
             path,
@@ -474,7 +475,7 @@ def _check_cel(
             f'write steps["{step_id}"] for step ids that contain "-"',
         )
     parts = {part for step_id in dashed for part in step_id.split("-")}
-    dashed_at = {m.start() + 1 for m in _DASHED_STEP_REF.finditer(expression)}
+    dashed_at = {m.start() + 1 for m in matches}
     for free in cel.free_names(expression):
         if free.name in scope.roots or free.name in parts:
             continue
