@@ -2,15 +2,34 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+# Installs come from requirements/dev.txt (every package pinned with hashes, `make lock`);
+# the downloaded wheels are cached outside the clone, keyed by the lock's hash.
+CACHE ?= $(or $(FLOWPIN_CACHE),$(HOME)/.cache/flowpin)
+LOCK := requirements/dev.txt
+LOCK_HASH := $(shell sha256sum $(LOCK) | cut -c1-16)
+WHEELS := $(CACHE)/wheels/$(LOCK_HASH)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)-$(shell sha256sum pyproject.toml | cut -c1-8)
+UV_COMPILE := uv pip compile --generate-hashes --universal --python-version 3.11 --quiet
+UPGRADE ?= --upgrade
 
-.PHONY: demo test unit e2e lint crds bench control-plane venv clean
+.PHONY: demo test unit e2e fuzz lint crds bench control-plane venv lock clean
 
-$(STAMP): pyproject.toml
+$(WHEELS)/.complete: $(LOCK)
+	@echo "== wheels for $(LOCK) (sha256 $(LOCK_HASH)) into $(WHEELS)"
+	rm -rf $(WHEELS).partial
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --only-binary :all: \
+		--no-deps --require-hashes -r $(LOCK) -d $(WHEELS).partial
+	rm -rf $(WHEELS) && mv $(WHEELS).partial $(WHEELS) && touch $@
+
+$(STAMP): $(WHEELS)/.complete pyproject.toml
+	@echo "== venv $(VENV) from $(LOCK) (sha256 $(LOCK_HASH)), offline, hashes required"
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-*
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-index --find-links $(WHEELS) \
+		--no-deps --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-index --no-deps \
+		--no-build-isolation -e .
+	$(PY) -m pip check
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,6 +60,14 @@ crds: venv
 
 bench: control-plane
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+# Re-resolves the locks from pyproject.toml (newest allowed; `make lock UPGRADE=` keeps pins).
+lock: venv
+	cd requirements && $(abspath $(VENV))/bin/$(UV_COMPILE) $(UPGRADE) ../pyproject.toml \
+		--extra dev -o dev.txt
+	cd requirements && $(abspath $(VENV))/bin/$(UV_COMPILE) ../pyproject.toml -c dev.txt \
+		-o runtime.txt
+	cd requirements && $(abspath $(VENV))/bin/$(UV_COMPILE) build.in -c dev.txt -o build.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ import codecs
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -377,21 +377,124 @@ def _scan(
                 done = stack.pop()
                 close(done.count, done.height + 1, done.anchor)
     except yaml.YAMLError as exc:
-        return _yaml_finding(_python_parser_error(text) or exc, text, filename)
+        if _LIBYAML_DEPTH in str(getattr(exc, "problem", "")):
+            # libyaml's own nesting limit: word it as ours, at the first level past ours.
+            return _too_deep_at(text, recorded, len(stack), max_depth, filename, exc)
+        return _yaml_finding(_reworded(exc, text), text, filename)
     finally:
         events.close()  # type: ignore[attr-defined]
     return None
 
 
-def _python_parser_error(text: str) -> yaml.YAMLError | None:
-    """The same syntax error as worded by PyYAML's Python parser, which names the offending
-    character ("found character '\\t' ..."); libyaml's wording is terser. Errors are rare, so
-    parsing again costs nothing that matters. The Python parser is iterative too."""
-    try:
-        for _ in yaml.parse(text, Loader=yaml.SafeLoader):
-            pass
-    except yaml.YAMLError as exc:
+class _Mark(Protocol):
+    """PyYAML's and libyaml's marks: two classes with the same fields."""
+
+    index: int
+    line: int
+    column: int
+
+
+_LIBYAML_DEPTH = "exceeded maximum nesting depth"
+_LIBYAML_PHRASES = {
+    # libyaml's terser phrases, in the words PyYAML's Python parser uses (and our docs show).
+    "mapping values are not allowed in this context": "mapping values are not allowed here",
+}
+
+
+def _reworded(exc: yaml.YAMLError, text: str) -> yaml.YAMLError:
+    """libyaml's error, worded as a person needs it: the offending character named.
+
+    The text is never parsed again: PyYAML's Python parser words errors better, but it is
+    quadratic on some inputs (deep flow nesting) and would turn a bad file into a stall.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
         return exc
+    problem = exc.problem or ""
+    shown = _shown_char(text, exc.problem_mark)
+    if problem == "found character that cannot start any token":
+        problem = f"found character {shown} that cannot start any token"
+    elif problem == "did not find expected '-' indicator":
+        problem = f"bad indentation: expected a new list item ('- ') here, but got {shown}"
+    elif problem == "did not find expected key":
+        problem = f"bad indentation: expected a key here, but got {shown}"
+    elif problem.startswith("did not find expected "):
+        problem = f"expected {problem.removeprefix('did not find expected ')}, but got {shown}"
+    problem = _LIBYAML_PHRASES.get(problem, problem)
+    return yaml.MarkedYAMLError(exc.context, exc.context_mark, problem, exc.problem_mark, exc.note)
+
+
+def _shown_char(text: str, mark: _Mark) -> str:
+    index = _index_of(text, mark)
+    if index is None or index >= len(text):
+        return "the end of the file"
+    return repr(text[index])
+
+
+def _index_of(text: str, mark: _Mark) -> int | None:
+    """The character index of a libyaml mark, checked against its line and column."""
+    index = mark.index
+    if not 0 <= index <= len(text):
+        return None
+    line_start = text.rfind("\n", 0, index) + 1
+    if text.count("\n", 0, index) != mark.line or index - line_start != mark.column:
+        return None
+    return index
+
+
+def _too_deep_at(
+    text: str,
+    recorded: list[yaml.Event],
+    depth: int,
+    limit: int,
+    filename: str,
+    exc: yaml.YAMLError,
+) -> Finding:
+    """The first flow bracket past `limit`, found by one linear walk from the last event
+    libyaml delivered (its scanner reads far ahead in flow context, so the events stop short
+    of the deep part). Falls back to libyaml's own mark."""
+    start = recorded[-1].end_mark if recorded else None
+    index = _index_of(text, start) if start is not None else 0
+    found = _bracket_past(text, index, depth, limit) if index is not None else None
+    if found is None:
+        mark = getattr(exc, "problem_mark", None)
+        found = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    message = f"nesting is deeper than {limit} levels"
+    return Finding(filename, found[0], found[1], "nesting-too-deep", message)
+
+
+def _bracket_past(text: str, index: int, depth: int, limit: int) -> tuple[int, int] | None:
+    """1-based (line, column) of the `[` or `{` that opens level `limit + 1`, skipping quoted
+    scalars and comments; None when the walk does not get there."""
+    quote = ""
+    position = index
+    end = len(text)
+    while position < end:
+        char = text[position]
+        if quote == "'":
+            if char == "'":
+                if text.startswith("''", position):
+                    position += 1
+                else:
+                    quote = ""
+        elif quote == '"':
+            if char == "\\":
+                position += 1
+            elif char == '"':
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (position == 0 or text[position - 1] in " \t\n"):
+            newline = text.find("\n", position)
+            position = end if newline < 0 else newline
+            continue
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                line_start = text.rfind("\n", 0, position) + 1
+                return text.count("\n", 0, position) + 1, position - line_start + 1
+        elif char in "]}":
+            depth -= 1
+        position += 1
     return None
 
 

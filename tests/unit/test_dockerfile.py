@@ -81,3 +81,26 @@ def test_the_deployment_runs_the_image_command_with_json_logs() -> None:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "command" not in container  # the image's ENTRYPOINT, `flowpin`
     assert tuple(container.get("args", cmd.value)) == cmd.value
+
+
+def test_every_install_comes_from_a_lock_with_hashes() -> None:
+    """An unpinned install drifts overnight (issue 13): each pip command that fetches a
+    dependency names a lock in requirements/ and requires hashes; flowpin's own wheel is
+    built without build isolation, so its backend comes from the lock too."""
+    for command in commands():
+        if command.cmd != "RUN" or "pip " not in command.value[0]:
+            continue
+        for part in command.value[0].split("&&"):
+            words = part.split()
+            if "pip" not in words:
+                continue
+            verb = words[words.index("pip") + 1]
+            if verb == "wheel":
+                assert "--no-build-isolation" in words and "--no-deps" in words, part
+            elif "-r" in words:
+                assert "--require-hashes" in words, part
+                assert words[words.index("-r") + 1].endswith(
+                    ("requirements/build.txt", "requirements/runtime.txt", "/runtime.txt")
+                ), part
+            else:  # flowpin's own wheel, from the build stage only
+                assert verb == "install" and "--no-index" in words and "--no-deps" in words, part

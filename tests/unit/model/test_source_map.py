@@ -170,7 +170,7 @@ def test_finding_helper_uses_position_and_path() -> None:
                 1,
                 4,
                 "yaml-syntax",
-                "character U+0000 is not allowed in YAML (special characters are not allowed)",
+                "character U+0000 is not allowed in YAML (control characters are not allowed)",
             ),
         ),
         ("", (1, 1, "empty-document", "file has no YAML document")),
@@ -280,6 +280,41 @@ def test_deep_nesting_is_a_finding_not_a_recursion_error(text: str) -> None:
     doc = load_yaml(text, "deep.yaml")
     assert codes(doc) == ["nesting-too-deep"]
     assert "deeper than 64 levels" in doc.findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("[" * 100_000, (1, 65)),
+        ("a: " + "{" * 5_000, (1, 3 + 64)),
+        ('a: [\'[[[\', "[{\\"", ' + "[" * 2_000, (1, 19 + 63)),
+        ("a:\n  b: # [[[[\n    " + "[" * 3_000, (3, 5 + 62)),
+    ],
+)
+def test_nesting_past_libyamls_own_limit_is_placed_at_ours(
+    text: str, position: tuple[int, int]
+) -> None:
+    """Newer libyaml refuses flow nesting past 1,000 levels before it emits the events that
+    reach our limit of 64; the finding still names the first level past 64, found by one
+    linear walk (never by a re-parse with PyYAML's quadratic Python scanner)."""
+    doc = load_yaml(text, "deep.yaml")
+    assert codes(doc) == ["nesting-too-deep"]
+    assert (doc.findings[0].line, doc.findings[0].column) == position
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: @x\n", "found character '@' that cannot start any token"),
+        ("a: [1, 2\n", "expected ',' or ']', but got the end of the file"),
+        ("- a\n b: c\n", "mapping values are not allowed here"),
+        ("a:\n  - x\n y: 1\n", "bad indentation"),
+    ],
+)
+def test_libyaml_errors_are_worded_for_people(text: str, message: str) -> None:
+    doc = load_yaml(text, "f.yaml")
+    assert codes(doc) == ["yaml-syntax"]
+    assert message in doc.findings[0].message
 
 
 def test_nesting_limit_is_a_parameter() -> None:
