@@ -109,6 +109,47 @@ class LoadedDocument:
             "warning" if severity == "warning" else "error",
         )
 
+    def key_findings(self) -> tuple[Finding, ...]:
+        """One finding per mapping key that is not a string (`on:` is a boolean in YAML 1.1,
+        `1:` a number, `~:` null): manifests become JSON objects, whose keys are strings."""
+        if self.root is None:
+            return ()
+        found: list[Finding] = []
+        for node, path in _walk(self.root):
+            if not isinstance(node, MappingNode):
+                continue
+            for key, _value in node.value:
+                if isinstance(key, ScalarNode) and key.tag == _MERGE_TAG:
+                    continue
+                problem = _key_problem(key)
+                if problem is not None:
+                    line, column = _pos(key)
+                    where = format_path((*path, str(key.value))) if path else str(key.value)
+                    found.append(
+                        Finding(self.filename, line, column, "key-not-string", problem, where)
+                    )
+        return tuple(found)
+
+
+def _key_problem(key: Node) -> str | None:
+    if not isinstance(key, ScalarNode):
+        shape = "a list" if isinstance(key, SequenceNode) else "a mapping"
+        return f"a key must be a string, not {shape}"
+    value = _key_value(key)
+    if isinstance(value, str):
+        return None
+    raw = key.value
+    if isinstance(value, bool):
+        read = f"the boolean {str(value).lower()}"
+    elif value is None:
+        read = "null"
+    elif isinstance(value, int | float):
+        read = f"the number {value!r}"
+    else:
+        read = f"a {type(value).__name__}"
+    quoted = f'"{raw}"' if raw and "'" in raw else f"'{raw}'"
+    return f"key `{raw or '~'}` is not a string (YAML reads it as {read}; quote it: {quoted})"
+
 
 def _pos(node: Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)

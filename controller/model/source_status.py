@@ -1,9 +1,10 @@
 """The status a WorkflowSource reports after a sync, as a pure function.
 
 One reason wins the Ready condition, in this order: FetchFailed / AuthFailed (nothing new
-could be read; the mirror stays as it was), Conflict, InvalidManifests, VersionMutated,
-HistoryRewritten, then Succeeded. Each message says what to do. Timestamps change only when
-the mirrored state does, so an idle source writes nothing.
+could be read) or SyncFailed (an unexpected error after the fetch; the mirror stays as it
+was), Conflict, InvalidManifests, VersionMutated, HistoryRewritten, then Succeeded. Each
+message says what to do. Timestamps change only when the mirrored state does, so an idle
+source writes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class SyncOutcome:
     generation: int
     interval: str
     commit: CommitMeta | None = None  # the synced commit; None when the fetch failed
-    fetch_failure: tuple[str, str] | None = None  # (FetchFailed | AuthFailed, message)
+    # (FetchFailed | AuthFailed | SyncFailed, message): nothing of this sync was applied
+    fetch_failure: tuple[str, str] | None = None
     invalid: Sequence[Finding] = ()
     mutated: Sequence[Finding] = ()
     conflicts: Sequence[str] = ()

@@ -90,6 +90,9 @@ def parse_manifest(content: bytes | str, path: str) -> tuple[Manifest | None, li
     document = load_yaml(content, path)
     if not document.ok:
         return None, list(document.findings)
+    keys = document.key_findings()
+    if keys:
+        return None, list(keys)
     data = document.data
     if not isinstance(data, dict):
         return None, [document.finding((), "not-a-manifest", "expected a mapping with kind")]

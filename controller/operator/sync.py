@@ -65,6 +65,7 @@ DEFAULT_INTERVAL = "1m"
 SNAPSHOT_EVERY = 300.0  # seconds between index snapshots while commits keep coming
 DEFAULT_TIMEOUT = "60s"
 TERMINAL_RUN_PHASES = {"Succeeded", "Failed", "Cancelled"}
+MAX_ERROR_CHARS = 300  # of an unexpected error, in the source's condition
 
 
 def default_cache_root() -> Path:
@@ -168,7 +169,10 @@ class SourceSyncer:
     async def sync(self, namespace: str, name: str) -> SyncReport:
         async with self.lock(namespace, name):
             with writer("sync"):
-                report = await self._sync(namespace, name)
+                try:
+                    report = await self._sync(namespace, name)
+                except Exception as error:  # any fault reaches the source's status
+                    report = await self._failed(namespace, name, error)
         self.metrics.inc("flowpin_source_syncs_total", result=report.reason or "Unknown")
         if report.full:
             self.metrics.inc("flowpin_source_full_syncs_total")  # listed every object
@@ -295,6 +299,32 @@ class SourceSyncer:
             await asyncio.to_thread(_save_index, index_file, result.index)
             memory.saved_at = clock
         return report
+
+    async def _failed(self, namespace: str, name: str, error: Exception) -> SyncReport:
+        """A sync that broke after the fetch: say so on the source (Ready=False, SyncFailed,
+        an Event) instead of leaving the last good status in place, and list everything on
+        the next try. The mirror stays as it was; re-raised only when the status cannot be
+        written either (the API server is away, and the caller retries)."""
+        logger.error("%s/%s: sync failed", namespace, name, exc_info=error)
+        self.memory.setdefault((namespace, name), SourceMemory()).clean = False
+        detail = f"{type(error).__name__}: {error}"
+        if len(detail) > MAX_ERROR_CHARS:
+            detail = detail[: MAX_ERROR_CHARS - 1] + "…"
+        try:
+            source = await self.kube.get("WorkflowSource", namespace, name)
+            if source is None:
+                return SyncReport(reason="Gone")
+            spec: Obj = source.get("spec") or {}
+            outcome = SyncOutcome(
+                generation=int(source["metadata"].get("generation") or 0),
+                interval=str(spec.get("interval", DEFAULT_INTERVAL)),
+                fetch_failure=("SyncFailed", f"The sync failed: {detail}"),
+                now=now_rfc3339(),
+            )
+            await self._write_status(source, outcome)
+        except Exception:
+            raise error from None
+        return SyncReport(reason="SyncFailed")
 
     async def record_note(
         self, namespace: str, name: str, commit: str, record: dict[str, Any]

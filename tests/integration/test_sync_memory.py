@@ -254,8 +254,8 @@ def test_a_failed_write_makes_the_next_sync_a_full_one(
     sync(source)
     bump(repo, "1.5.0")
     kube.fail = lambda verb, kind, name: verb == "patch" and kind == "WorkflowDeployment"
-    with pytest.raises(RuntimeError):
-        sync(source)
+    assert sync(source).reason == "SyncFailed"  # said on the source, not only in the log
+    assert "RuntimeError: API server unavailable" in ready(kube)["message"]
     kube.fail = lambda verb, kind, name: False
     kube.lists.clear()
     again = sync(source)  # the same commit: completed by listing everything
@@ -285,3 +285,55 @@ def test_an_object_someone_else_created_meanwhile_is_left_to_a_full_sync(
     assert not report.full and report.details["surprises"] == 1
     assert ("patch-status", "WorkflowVersion", "lead-nurture.v1.5.0") not in kube.calls[before:]
     assert sync(source).full  # what it found is looked at with everything else
+
+
+def ready(kube: MemoryKube) -> Obj:
+    status = kube.objects[("WorkflowSource", NS, "src")].get("status") or {}
+    return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
+
+
+def test_a_key_yaml_reads_as_a_boolean_is_reported_and_the_rest_still_syncs(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    """`on: error` in a step is the boolean key true in YAML 1.1: it used to crash every sync
+    while the source stayed Ready on the old commit (issue 13)."""
+    the_syncer = syncer(kube, tmp_path)
+    sync(the_syncer)
+    file = Path(repo.workdir) / LEAD
+    file.write_text(
+        file.read_text().replace("    - id: welcome\n", "    - id: welcome\n      on: error\n", 1)
+    )
+    bump(repo, "9.0.0")
+    report = sync(the_syncer)
+    assert report.reason == "Synced"
+    condition = ready(kube)
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidManifests")
+    assert f"{LEAD}:" in condition["message"] and "key `on` is not a string" in condition["message"]
+    assert "lead-nurture.v9.0.0" not in kube.names("WorkflowVersion")
+    assert kube.names("WorkflowVersion")  # what was mirrored stays
+
+
+def test_an_unexpected_error_after_the_fetch_reaches_the_status_and_an_event(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    the_syncer = syncer(kube, tmp_path)
+    sync(the_syncer)
+    mirrored = kube.mirrored()
+    bump(repo, "9.0.0")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("walk broke")
+
+    monkeypatch.setattr("controller.operator.sync.walk", broken)
+    events_before = [call for call in kube.calls if call[1] == "Event"]
+    report = sync(the_syncer)
+    assert report.reason == "SyncFailed"
+    condition = ready(kube)
+    assert (condition["status"], condition["reason"]) == ("False", "SyncFailed")
+    assert "ValueError: walk broke" in condition["message"]
+    assert len([call for call in kube.calls if call[1] == "Event"]) == len(events_before) + 1
+    assert kube.mirrored() == mirrored  # nothing lost, nothing half-written
+    monkeypatch.undo()
+    assert sync(the_syncer).reason == "Synced"
+    assert ready(kube)["reason"] == "Succeeded"
+    assert "lead-nurture.v9.0.0" in kube.names("WorkflowVersion")
