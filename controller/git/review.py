@@ -22,7 +22,7 @@ from controller.git.history import (
     open_repository,
     resolve_commit,
 )
-from controller.git.worktree import find_root, read_manifests
+from controller.git.worktree import find_root, read_manifest, scan
 from controller.model.findings import Finding
 from controller.model.history_rules import BaseFile, check_against
 from controller.model.plan import EnvironmentState, Plan, build_plan
@@ -91,10 +91,11 @@ def display_path(root: Path, file: str) -> str:
 
 
 def _review_root(root: Path, targets: list[Path], against: str | None) -> Review:
-    files = read_manifests(root)
+    tree = scan(root)
+    files = tree.files
     for target in targets:
         if target.is_file():
-            files.setdefault(target.relative_to(root).as_posix(), target.read_bytes())
+            files.setdefault(target.relative_to(root).as_posix(), read_manifest(target))
     located = _repository(root)
     history: History = NoHistory()
     tip: pygit2.Commit | None = None
@@ -104,6 +105,7 @@ def _review_root(root: Path, targets: list[Path], against: str | None) -> Review
         except GitError:
             tip = None  # no commit yet
     manifests, findings = check_files(files)
+    findings = tree.findings + findings
     workflow_history: WorkflowHistory | None = None
     if located is not None and tip is not None:
         paths = {m.name: m.path for m in manifests if m.kind == "Workflow"}

@@ -1,10 +1,18 @@
-"""Reading a workflow repository's manifests from the file system (the working tree)."""
+"""Reading a workflow repository's manifests from the file system (the working tree).
+
+Symbolic links are never followed: git stores a link as a link, so the operator would never
+see the content it points to, and following one (`workflows -> /`) would walk the whole file
+system. Each link under workflows/ or environments/ is a finding instead.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.git.history import MANIFEST_DIRS, SUFFIXES
+from controller.model.findings import Finding
 from controller.model.source_map import DEFAULT_MAX_BYTES
 
 
@@ -18,13 +26,57 @@ def find_root(path: Path) -> Path:
     return start
 
 
-def manifest_paths(root: Path) -> list[Path]:
-    found: list[Path] = []
+@dataclass
+class Tree:
+    """The manifests of a working tree, and the links that were not followed."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    """Relative path (posix) → content (at most one byte over the size limit)."""
+    findings: list[Finding] = field(default_factory=list)
+
+
+def scan(root: Path) -> Tree:
+    tree = Tree()
     for directory in MANIFEST_DIRS:
         base = root / directory
-        if base.is_dir():
-            found += [p for p in base.rglob("*") if p.suffix in SUFFIXES and p.is_file()]
-    return sorted(found)
+        if base.is_symlink():
+            tree.findings.append(_link_finding(root, base))
+        elif base.is_dir():
+            _scan_directory(root, base, tree)
+    tree.files = dict(sorted(tree.files.items()))
+    return tree
+
+
+def _scan_directory(root: Path, base: Path, tree: Tree) -> None:
+    for folder, directories, names in os.walk(base, followlinks=False):
+        here = Path(folder)
+        for name in sorted(directories):
+            if (here / name).is_symlink():  # os.walk lists it but does not enter it
+                tree.findings.append(_link_finding(root, here / name))
+        for name in sorted(names):
+            path = here / name
+            if path.suffix not in SUFFIXES:
+                continue
+            if path.is_symlink():
+                tree.findings.append(_link_finding(root, path))
+            elif path.is_file():
+                tree.files[path.relative_to(root).as_posix()] = read_manifest(path)
+
+
+def _link_finding(root: Path, link: Path) -> Finding:
+    relative = link.relative_to(root).as_posix()
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return Finding(
+        relative,
+        1,
+        1,
+        "symlink",
+        f"is a symbolic link (to {target}); flowpin does not follow links: git stores the "
+        "link, not what it points to, so the operator would not see it. Commit the file itself",
+    )
 
 
 def read_manifest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -34,5 +86,5 @@ def read_manifest(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 
 def read_manifests(root: Path) -> dict[str, bytes]:
-    """Relative path (posix) → content of every manifest under root."""
-    return {p.relative_to(root).as_posix(): read_manifest(p) for p in manifest_paths(root)}
+    """Relative path (posix) → content of every manifest under root (links not followed)."""
+    return scan(root).files
