@@ -1,6 +1,6 @@
 """`flowpin validate` figures.
 
-    python bench/validate.py [--workflows N] [--quick] [--only throughput|history]
+    python bench/validate.py [--workflows N] [--quick] [--only throughput|history|adversarial]
 
 1. Throughput: a generated repository of N workflows (default 1,000) x 50 steps plus three
    environments that pin all of them. `flowpin validate <dir>` (every schema and semantic
@@ -12,7 +12,14 @@
    workflow bumped X.Y.Z → X.Y+1.0 with a new step, and the dev pin moved to it. Target: the
    cost follows the size of the change, not the length of history (ratio near 1.0).
 
-Both parts first prove that the tools did the real work: the valid input gives 0 errors,
+3. Adversarial inputs (issue 13): nesting 100,000 deep, 10,000 aliases, a 1 MiB line (to
+   `flowpin validate`), an n8n JSON with one 20 MiB string and a 1.2 MB tar.gz whose one pax
+   header claims 1.2 GiB (to `flowpin import --dry-run`). Each runs as a subprocess; its wall
+   time (interpreter start included) and peak resident memory are printed, then the worst of
+   each. Targets: < 1 s and < 256 MiB each. Each must also end in its documented exit code
+   with a message and no traceback, or the figure is not printed.
+
+The first two parts first prove that the tools did the real work: the valid input gives 0 errors,
 and a broken input fails (a schema error for both tools; a missing version bump for
 `--against`).
 """
@@ -20,6 +27,7 @@ and a broken input fails (a schema error for both tools; a missing version bump 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -607,6 +615,132 @@ def history(commit_counts: Sequence[int], workflows: int, steps: int) -> None:
     )
 
 
+# --------------------------------------------------------------------------- adversarial inputs
+
+_WORKFLOW_HEAD = (
+    "apiVersion: flowpin.dev/v1alpha1\nkind: Workflow\nmetadata: {name: evil}\nspec:\n"
+    "  version: 1.0.0\n  steps: [{id: start, type: noop}]\n"
+)
+
+
+def _deep(root: Path) -> list[str]:
+    path = root / "tree" / "workflows" / "deep.yaml"
+    path.write_text("[" * 100_000)
+    return ["validate", str(path)]
+
+
+def _aliases(root: Path) -> list[str]:
+    path = root / "tree" / "workflows" / "aliases.yaml"
+    path.write_text(
+        _WORKFLOW_HEAD + "  x: &a [1, 2, 3]\n  y: [" + ", ".join(["*a"] * 10_000) + "]\n"
+    )
+    return ["validate", str(path)]
+
+
+def _long_line(root: Path) -> list[str]:
+    path = root / "tree" / "workflows" / "long.yaml"
+    head = _WORKFLOW_HEAD + "  description: "
+    path.write_text(head + "x" * (1024 * 1024 - len(head) - 2) + "\n")
+    return ["validate", str(path)]
+
+
+def _n8n_string(root: Path) -> list[str]:
+    path = root / "big-n8n.json"
+    start = {
+        "id": "1",
+        "name": "Start",
+        "type": "n8n-nodes-base.manualTrigger",
+        "typeVersion": 1,
+        "position": [0, 0],
+        "parameters": {},
+    }
+    step = {
+        "id": "2",
+        "name": "Call",
+        "type": "n8n-nodes-base.httpRequest",
+        "typeVersion": 4,
+        "position": [200, 0],
+        "parameters": {"url": "https://example.com/" + "x" * (20 * 1024 * 1024)},
+    }
+    connections = {"Start": {"main": [[{"node": "Call", "type": "main", "index": 0}]]}}
+    document = {"name": "big", "nodes": [start, step], "connections": connections}
+    path.write_text(json.dumps(document))
+    return ["import", str(path), "--into", str(root / "repo"), "--dry-run"]
+
+
+def _tar_header_bomb(root: Path) -> list[str]:
+    """A pax header that claims 1.2 GiB of zeros: 1.2 MB gzipped."""
+    import gzip
+    import tarfile
+
+    claimed = 1200 * 1024 * 1024
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    header.size = claimed
+    path = root / "bomb.tar.gz"
+    zeros = bytes(1024 * 1024)
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(header.tobuf(format=tarfile.USTAR_FORMAT))
+        for _ in range(claimed // len(zeros)):
+            out.write(zeros)
+    return ["import", str(path), "--into", str(root / "repo"), "--dry-run"]
+
+
+ADVERSARIAL: dict[str, tuple[Callable[[Path], list[str]], tuple[int, ...]]] = {
+    # case: (writes the input and returns the CLI arguments, the exit codes that are right)
+    "nesting_100k": (_deep, (1,)),
+    "aliases_10k": (_aliases, (1,)),
+    "line_1mib": (_long_line, (0, 1)),
+    "n8n_string_20mib": (_n8n_string, (1, 2)),
+    "tar_header_bomb": (_tar_header_bomb, (1, 2)),
+}
+
+
+def adversarial() -> None:
+    worst_seconds, worst_peak = 0.0, 0.0
+    for case, (build, codes) in ADVERSARIAL.items():
+        with tempfile.TemporaryDirectory(prefix=f"flowpin-bench-{case}-") as tmp:
+            root = Path(tmp)
+            (root / "tree" / "workflows").mkdir(parents=True)
+            repo = pygit2.init_repository(str(root / "repo"), initial_head="main")
+            del repo
+            arguments = build(root)
+            note(f"adversarial {case}: flowpin {' '.join(arguments[:1])}")
+            seconds, peak, code, stderr = _measure_in_child(arguments, root)
+        note(f"exit {code}: {stderr.strip().splitlines()[-1:] if stderr.strip() else ''}")
+        if code not in codes or "Traceback" in stderr or (not stderr.strip() and code):
+            raise SystemExit(f"{case}: exit {code}, expected {codes}; stderr: {stderr[-2000:]}")
+        workload = f"flowpin {arguments[0]}, exit {code}, subprocess incl. interpreter start"
+        report(f"adversarial_{case}_seconds", round(seconds, 2), "s", workload)
+        report(f"adversarial_{case}_peak_rss", round(peak), "MiB", workload)
+        worst_seconds, worst_peak = max(worst_seconds, seconds), max(worst_peak, peak)
+    report("adversarial_worst_seconds", round(worst_seconds, 2), "s", "target < 1 s")
+    report("adversarial_worst_peak_rss", round(worst_peak), "MiB", "target < 256 MiB")
+
+
+def _measure_in_child(arguments: list[str], cwd: Path) -> tuple[float, float, int, str]:
+    """Runs the case from a fresh Python so that RUSAGE_CHILDREN holds this case alone."""
+    code = (
+        "import json, os, resource, subprocess, sys, time\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, "
+        "env={**os.environ, 'NO_COLOR': '1'})\n"
+        "s = time.perf_counter() - t\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps([s, peak, p.returncode, p.stderr.decode('utf-8', 'replace')]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(BIN / "flowpin"), *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    seconds, peak, status, stderr = json.loads(done.stdout)
+    return float(seconds), float(peak), int(status), str(stderr)
+
+
 def note(text: str) -> None:
     """Progress, on stderr: the figures alone go to stdout."""
     print(f"# {text}", file=sys.stderr, flush=True)
@@ -619,13 +753,17 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
-        "--only", choices=("throughput", "history"), help="run one part (default: both)"
+        "--only",
+        choices=("throughput", "history", "adversarial"),
+        help="run one part (default: all)",
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.only != "history":
+    if args.only in (None, "throughput"):
         throughput(args.workflows or (100 if args.quick else 1000), 50)
-    if args.only != "throughput":
+    if args.only in (None, "adversarial"):
+        adversarial()
+    if args.only in (None, "history"):
         if args.quick:
             history((100, 1000), workflows=10, steps=20)
         else:
