@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -82,9 +83,29 @@ _AUTH_PATTERNS = re.compile(
 )
 
 
-def cache_path(cache_root: Path, namespace: str, name: str, url: str) -> Path:
-    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+def cache_path(cache_root: Path, namespace: str, name: str, uid: str, url: str) -> Path:
+    """The bare mirror of one source object: keyed by its uid and URL, so a source deleted
+    and created again, or a fresh cluster finding an earlier run's cache at the same path,
+    never reads what an earlier object fetched."""
+    digest = hashlib.sha256(f"{uid}\n{url}".encode()).hexdigest()[:16]
     return cache_root / namespace / name / f"{digest}.git"
+
+
+def prune_caches(keep: Path) -> list[Path]:
+    """Remove the other caches (and their index snapshots) of the same source name: what an
+    earlier object with that name, or an earlier URL, fetched. Returns what was removed."""
+    removed: list[Path] = []
+    if not keep.parent.is_dir():
+        return removed
+    for entry in keep.parent.iterdir():
+        if entry.name in (keep.name, keep.with_suffix(".index.json").name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def normalize_url(url: str) -> str:

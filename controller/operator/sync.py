@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.api import kinds
-from controller.git.fetch import Credentials, FetchError, SourceRef, cache_path, fetch
+from controller.git.fetch import (
+    Credentials,
+    FetchError,
+    SourceRef,
+    cache_path,
+    fetch,
+    prune_caches,
+)
 from controller.git.history import commit_meta, walk
 from controller.model.durations import parse_duration
 from controller.model.mirror import (
@@ -74,8 +81,12 @@ def default_cache_root() -> Path:
 
 @dataclass
 class SourceMemory:
-    """What one source's syncs remember between runs in this process."""
+    """What one source's syncs remember between runs in this process: about one source
+    object (its uid) reading one URL. A source deleted and created again under the same
+    name is another object; it starts from nothing, with a full sync."""
 
+    uid: str = ""
+    url: str = ""
     synced_commit: str | None = None
     synced_generation: int | None = None
     clean: bool = False  # the last sync applied every write it planned
@@ -189,15 +200,15 @@ class SourceSyncer:
         requested = (meta.get("annotations") or {}).get(kinds.ANNOTATION_REQUESTED_AT)
         handled = (source.get("status") or {}).get("lastHandledRequestedAt")
         interval = str(spec.get("interval", DEFAULT_INTERVAL))
-        memory = self.memory.setdefault((namespace, name), SourceMemory())
+        url = str(spec["url"])
+        cache = cache_path(self.cache_root, namespace, name, meta["uid"], url)
+        memory = self._memory(namespace, name, meta["uid"], url, cache)
         report = SyncReport()
         if spec.get("suspend"):
             report.reason = "Suspended"
             return report
 
         ref = SourceRef.from_spec(spec.get("ref"))
-        url = str(spec["url"])
-        cache = cache_path(self.cache_root, namespace, name, url)
         index_file = cache.with_suffix(".index.json")
         try:
             credentials = await read_credentials(self.kube, namespace, spec.get("secretRef"))
@@ -300,6 +311,18 @@ class SourceSyncer:
             memory.saved_at = clock
         return report
 
+    def _memory(self, namespace: str, name: str, uid: str, url: str, cache: Path) -> SourceMemory:
+        """This source object's memory; a new object (uid) or URL starts over, and the caches
+        an earlier one left on disk are removed."""
+        memory = self.memory.get((namespace, name))
+        if memory is None or (memory.uid, memory.url) != (uid, url):
+            memory = self.memory[(namespace, name)] = SourceMemory(uid=uid, url=url)
+            for stale in prune_caches(cache):
+                logger.info(
+                    "%s/%s: removed %s (another source object or URL)", namespace, name, stale
+                )
+        return memory
+
     async def _failed(self, namespace: str, name: str, error: Exception) -> SyncReport:
         """A sync that broke after the fetch: say so on the source (Ready=False, SyncFailed,
         an Event) instead of leaving the last good status in place, and list everything on
@@ -336,7 +359,9 @@ class SourceSyncer:
         if source is None or not ((source.get("spec") or {}).get("audit") or {}).get("gitNotes"):
             return
         spec = source["spec"]
-        cache = cache_path(self.cache_root, namespace, name, str(spec["url"]))
+        cache = cache_path(
+            self.cache_root, namespace, name, source["metadata"]["uid"], str(spec["url"])
+        )
         try:
             credentials = await read_credentials(self.kube, namespace, spec.get("secretRef"))
             async with self.lock(namespace, name):

@@ -337,3 +337,53 @@ def test_an_unexpected_error_after_the_fetch_reaches_the_status_and_an_event(
     assert sync(the_syncer).reason == "Synced"
     assert ready(kube)["reason"] == "Succeeded"
     assert "lead-nurture.v9.0.0" in kube.names("WorkflowVersion")
+
+
+def test_a_source_deleted_and_created_again_starts_with_a_full_sync(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    """kubectl delete + apply of an unchanged source: owner GC removes its objects, and the
+    new object (another uid) must mirror everything at once, not trust the old object's
+    memory and mirror nothing until the tenth round (issue 14)."""
+    the_syncer = syncer(kube, tmp_path)
+    sync(the_syncer)
+    versions = kube.names("WorkflowVersion")
+    assert versions
+    old_cache = next((tmp_path / "cache").rglob("*.git"))
+    source = kube.objects[("WorkflowSource", NS, "src")]
+    kube.objects = {("WorkflowSource", NS, "src"): source}  # what owner GC leaves
+    source["metadata"]["uid"] = "uid-2"
+    source.pop("status", None)
+    report = sync(the_syncer)
+    assert report.full and report.reason == "Synced"
+    assert kube.names("WorkflowVersion") == versions
+    assert not old_cache.exists()  # the old object's cache is gone
+
+
+def test_a_cache_left_by_another_source_object_is_never_read(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    """A fresh cluster whose operator finds an earlier run's cache at the same path (same
+    namespace, name and URL; another repository's content) mirrors what git has now."""
+    earlier = tmp_path / "earlier"
+    other = repo_from_directory(EXAMPLES, earlier, "Another repository")
+    file = Path(other.workdir) / LEAD
+    file.write_text(file.read_text().replace("version: ", "version: 7.7.7 #", 1))
+    commit_all(other, "a version only the earlier repository had")
+    kube_before = MemoryKube()
+    source = copy.deepcopy(kube.objects[("WorkflowSource", NS, "src")])
+    source["metadata"]["uid"] = "uid-earlier"
+    kube_before.put("WorkflowSource", source)
+    the_url = source["spec"]["url"]
+    Path(the_url).rename(tmp_path / "ours")
+    Path(other.workdir).rename(the_url)  # the earlier run's repository, at the same path
+    sync(syncer(kube_before, tmp_path))
+    assert "lead-nurture.v7.7.7" in kube_before.names("WorkflowVersion")
+    Path(the_url).rename(earlier)
+    (tmp_path / "ours").rename(the_url)
+
+    report = sync(syncer(kube, tmp_path))  # a new operator, the same cache root
+    assert report.reason == "Synced"
+    assert "lead-nurture.v7.7.7" not in kube.names("WorkflowVersion")
+    condition = ready(kube)
+    assert condition["reason"] == "Succeeded", condition
