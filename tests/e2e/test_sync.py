@@ -186,6 +186,53 @@ def test_malformed_yaml_in_one_workflow_keeps_everything_else(
     assert len(names(kubectl, "wfd", namespace)) == 6
 
 
+def test_a_key_yaml_reads_as_a_boolean_is_reported_on_the_source(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    """`on: error` in a step (the boolean key true in YAML 1.1) used to fail every sync
+    while the source stayed Ready on its old commit, telling no one (issue 13)."""
+    text = (workdir(synced) / LEAD).read_text()
+    (workdir(synced) / LEAD).write_text(
+        text.replace("version: 1.4.0", "version: 1.5.0").replace(
+            "    - id: welcome\n", "    - id: welcome\n      on: error\n", 1
+        )
+    )
+    onboarding = workdir(synced) / "workflows/onboarding.yaml"
+    onboarding.write_text(onboarding.read_text().replace("version: 2.1.3", "version: 2.2.0"))
+    commit = commit_all(synced, "on: error in lead-nurture, bump onboarding")
+    flowpin_sync("examples", namespace)
+    condition = wait_reason(kubectl, namespace, "examples", "InvalidManifests")
+    assert "key `on` is not a string" in condition["message"]
+    (invalid,) = condition["status_obj"]["invalidFiles"]
+    assert (invalid["file"], invalid["field"]) == (LEAD, "spec.steps[0].on")
+    assert condition["status_obj"]["artifact"]["commit"] == commit
+    assert "onboarding.v2.2.0" in names(kubectl, "wfv", namespace)
+    events = kubectl.json("get", "events", "-n", namespace)["items"]
+    assert any(e["reason"] == "InvalidManifests" for e in events)
+
+
+def test_a_source_deleted_and_applied_again_mirrors_at_once(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    """Owner GC deletes what the old object mirrored; the new object (another uid) must
+    mirror everything on its first sync, not wait ten rounds (issue 14)."""
+    kubectl.run("delete", "wfsrc", "examples", "-n", namespace)
+    poll(
+        lambda: names(kubectl, "wfv", namespace),
+        lambda found: found == [],
+        timeout=60,
+        what="owner garbage collection of the versions",
+    )
+    kubectl.apply(source_yaml("examples", str(workdir(synced))), namespace)
+    poll(
+        lambda: names(kubectl, "wfv", namespace),
+        lambda found: found == ["lead-nurture.v1.4.0", "onboarding.v2.1.3"],
+        timeout=60,
+        what="versions mirrored by the re-created source",
+    )
+    assert len(names(kubectl, "wfd", namespace)) == 6
+
+
 def test_a_deleted_workflow_file_keeps_its_versions(
     kubectl: Kubectl, namespace: str, synced: pygit2.Repository
 ) -> None:
