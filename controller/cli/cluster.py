@@ -159,6 +159,49 @@ def _deployment(api: Any, workflow: str, env: str, namespace: str) -> dict[str, 
     )
 
 
+def _require_version(api: Any, workflow: str, version: str, namespace: str) -> None:
+    """Refuse (exit 2) a version that is not mirrored: a hold on it could never run."""
+    from kubernetes.client.exceptions import ApiException
+
+    plural = kinds.WORKFLOW_VERSION.plural
+    try:
+        api.get_namespaced_custom_object(
+            kinds.GROUP,
+            kinds.VERSION,
+            namespace,
+            plural,
+            kinds.version_object_name(workflow, version),
+        )
+        return
+    except ApiException as error:
+        if error.status != 404:
+            raise click.ClickException(f"{error.status} {error.reason}") from error
+    listed = api.list_namespaced_custom_object(
+        kinds.GROUP,
+        kinds.VERSION,
+        namespace,
+        plural,
+        label_selector=f"{kinds.LABEL_WORKFLOW}={workflow}",
+    )
+    known = sorted(
+        (str(item["spec"].get("version")) for item in listed.get("items", [])),
+        key=_semver_key,
+    )
+    raise click.UsageError(
+        f"{workflow} has no version {version} in namespace {namespace}"
+        + (f" (mirrored: {', '.join(known)})" if known else " (none is mirrored)")
+    )
+
+
+def _semver_key(version: str) -> tuple[int, Any]:
+    from controller.model.semver import parse_version
+
+    try:
+        return (0, parse_version(version))
+    except ValueError:
+        return (1, version)
+
+
 def _annotate(
     api: Any, workflow: str, env: str, namespace: str, annotations: dict[str, str | None]
 ) -> None:
@@ -264,6 +307,7 @@ def rollback(
     target = target or status.get("previousVersion")
     if not target:
         raise click.UsageError(f"{workflow} in {env} has no previous version; name one with --to")
+    _require_version(api, workflow, target, namespace)
     if via_git:
         branch = _commit_pin(repo_path, workflow, env, target, "rollback")
         click.echo(

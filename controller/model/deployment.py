@@ -195,10 +195,12 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
     transitions: list[Transition] = []
     g = inputs.generation
 
-    def entry(version: str, result: str, reason: str, initiator: str) -> dict[str, Any]:
+    def entry(
+        version: str, result: str, reason: str, initiator: str, commit: str | None = None
+    ) -> dict[str, Any]:
         return {
             "version": version,
-            "commit": inputs.commit,
+            "commit": inputs.commit if commit is None else commit,
             "startedAt": status.get("progressingSince") or now,
             "finishedAt": now,
             "result": result,
@@ -206,16 +208,30 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
             "initiator": initiator,
         }
 
-    # 1. A rollback hold, while git still pins what it overrides.
+    # 1. A rollback hold, while git still pins what it overrides. A hold on a version that
+    # is not mirrored could never run: it is removed, and git is followed.
     hold = annotations.get(ANNOTATION_HOLD)
+    if hold and inputs.hold_info is not None and not inputs.hold_info.exists:
+        consumed.extend((ANNOTATION_HOLD, ANNOTATION_HOLD_PIN, ANNOTATION_HOLD_BY))
+        transitions.append(
+            Transition(
+                "HoldRemoved",
+                hold,
+                "UnknownVersion",
+                f"rollback to {hold} ignored: no such version is mirrored; following git "
+                f"({desired})",
+                annotations.get(ANNOTATION_HOLD_BY, "someone"),
+                True,
+            )
+        )
+        hold = None
     if hold and annotations.get(ANNOTATION_HOLD_PIN) == desired and hold != desired:
         who = annotations.get(ANNOTATION_HOLD_BY, "someone")
         message = f"git pins {desired}, running {hold} (rollback by {who}); " + (
             "`flowpin release` or a new pin in git ends it"
         )
-        if inputs.hold_info is not None and not inputs.hold_info.exists:
-            message = f"cannot roll back to {hold}: it is not mirrored; running {active}"
-        elif active != hold:
+        hold_commit = inputs.hold_info.commit if inputs.hold_info is not None else ""
+        if active != hold:
             status["previousVersion"] = active
             status["activeVersion"] = hold
             transitions.append(
@@ -228,7 +244,9 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                     True,
                 )
             )
-            status["history"] = _history(status, entry(hold, "RolledBack", "Rollback", who))
+            status["history"] = _history(
+                status, entry(hold, "RolledBack", "Rollback", who, hold_commit or None)
+            )
         status.update(phase="Held", reason="Rollback", message=message)
         if (status.get("canary") or {}).get("state") == canary.PROGRESSING:
             _clean(status, "canary")  # every new run goes to the hold version
@@ -244,16 +262,19 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
         return Decision(status, transitions)
 
     # A hold whose pin changed, or a release, ends the rollback: record it once.
-    if status.get("phase") == "Held" and active != desired:
+    if status.get("phase") == "Held" and status.get("reason") == "Rollback" and active != desired:
+        reason = "Released" if not hold else "PinChanged"
+        who = annotations.get(ANNOTATION_HOLD_BY, "controller")
         transitions.append(
             Transition(
                 "Released",
                 desired,
-                "Released" if not hold else "PinChanged",
+                reason,
                 f"rollback ended; following git again ({desired})",
-                annotations.get(ANNOTATION_HOLD_BY, "controller"),
+                who,
             )
         )
+        status["history"] = _history(status, entry(desired, "Released", reason, who))
 
     # 2. A version held after a failed verification or an aborted canary.
     held = status.get("heldVersion")

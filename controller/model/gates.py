@@ -26,24 +26,28 @@ class VersionInfo:
     exists: bool
     valid: bool = True
     problem: str = ""  # why it is invalid
+    commit: str = ""  # the git commit the version was mirrored from
 
 
 def version_info(obj: Mapping[str, Any]) -> VersionInfo | None:
     """What a WorkflowVersion object says of its validity: its `spec.facts`, written at its
     creation; for a version created before versions carried facts, its Ready condition
     (None while such a version has no status yet)."""
-    facts = (obj.get("spec") or {}).get("facts")
+    spec = obj.get("spec") or {}
+    commit = str((spec.get("git") or {}).get("commit") or "")
+    facts = spec.get("facts")
     if isinstance(facts, Mapping):
         if facts.get("valid", True) is False:
-            return VersionInfo(True, False, invalid_message(list(facts.get("problems") or [])))
-        return VersionInfo(True)
+            problem = invalid_message(list(facts.get("problems") or []))
+            return VersionInfo(True, False, problem, commit)
+        return VersionInfo(True, commit=commit)
     conditions = (obj.get("status") or {}).get("conditions") or []
     if not conditions:
         return None
     for condition in conditions:
         if condition.get("type") == "Ready" and condition.get("status") == "False":
-            return VersionInfo(True, False, str(condition.get("message", "")))
-    return VersionInfo(True)
+            return VersionInfo(True, False, str(condition.get("message", "")), commit)
+    return VersionInfo(True, commit=commit)
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,12 @@ def test_rollback_holds_an_older_version_until_release(
         what="dev on 1.5.0",
     )
     assert dev["previousVersion"] == "1.4.0"
+    missing = flowpin("rollback", "lead-nurture", "--env", "dev", "--to", "9.9.9", "-n", namespace)
+    assert missing.returncode == 2, missing.stderr
+    assert "lead-nurture has no version 9.9.9" in missing.stderr
+    assert "1.4.0, 1.5.0" in missing.stderr and "Traceback" not in missing.stderr
+    annotations = deployment(kubectl, namespace, "lead-nurture.dev")["metadata"].get("annotations")
+    assert "flowpin.dev/hold-version" not in (annotations or {})
     rolled = flowpin("rollback", "lead-nurture", "--env", "dev", "-n", namespace)
     assert rolled.returncode == 0, rolled.stderr
     held = wait_phase(kubectl, namespace, "lead-nurture.dev", "Held")
@@ -244,7 +250,9 @@ def test_rollback_holds_an_older_version_until_release(
     assert released.returncode == 0, released.stderr
     back = wait_phase(kubectl, namespace, "lead-nurture.dev", "Verified")
     assert back["activeVersion"] == "1.5.0"
-    assert [h["result"] for h in back["history"][:2]] == ["Activated", "RolledBack"]
+    assert [h["result"] for h in back["history"][:3]] == ["Activated", "Released", "RolledBack"]
+    old_commit = kubectl.json("get", "wfv", "lead-nurture.v1.4.0", "-n", namespace)["spec"]["git"]
+    assert back["history"][2]["commit"] == old_commit["commit"]  # the version that ran
 
     via_git = flowpin(
         "rollback", "lead-nurture", "--env", "dev", "--git", "--repo", repo.workdir, "-n", namespace

@@ -148,6 +148,48 @@ def test_rollback_hold_and_release() -> None:
     assert [t.result for t in released.transitions] == ["Released", "Activated"]
 
 
+def test_release_is_in_history_and_the_rollback_row_has_the_held_versions_commit() -> None:
+    """Issue 14: `release` after a rollback left no history row, and the rollback's row
+    carried the commit of the pinned version, not of the version activated."""
+    verified = decide(inputs("1.5.0", status=decide(inputs()).status)).status
+    hold = {ANNOTATION_HOLD: "1.4.0", ANNOTATION_HOLD_PIN: "1.5.0", ANNOTATION_HOLD_BY: "ops"}
+    held = decide(
+        inputs(
+            "1.5.0", status=verified, annotations=hold, hold_info=VersionInfo(True, commit="0ld")
+        )
+    ).status
+    rolled_back = held["history"][0]  # newest first
+    assert (rolled_back["result"], rolled_back["version"]) == ("RolledBack", "1.4.0")
+    assert rolled_back["commit"] == "0ld"
+    released = decide(inputs("1.5.0", status=held)).status
+    rows = [(row["result"], row["version"]) for row in released["history"][:3]]
+    assert rows == [("Activated", "1.5.0"), ("Released", "1.5.0"), ("RolledBack", "1.4.0")]
+    assert released["history"][1]["commit"] == "c0ffee"
+
+
+def test_a_hold_on_a_version_that_is_not_mirrored_is_removed() -> None:
+    """`flowpin rollback --to 9.9.9` by annotation: nothing could run it, so the hold goes
+    and git is followed, instead of `Held` until someone releases it (issue 14)."""
+    verified = decide(inputs("1.5.0", status=decide(inputs()).status)).status
+    hold = {ANNOTATION_HOLD: "9.9.9", ANNOTATION_HOLD_PIN: "1.5.0", ANNOTATION_HOLD_BY: "ops"}
+    decision = decide(
+        inputs("1.5.0", status=verified, annotations=hold, hold_info=VersionInfo(False))
+    )
+    assert (decision.status["phase"], decision.status["activeVersion"]) == ("Verified", "1.5.0")
+    assert set(decision.consumed_annotations) >= {
+        ANNOTATION_HOLD,
+        ANNOTATION_HOLD_PIN,
+        ANNOTATION_HOLD_BY,
+    }
+    (removed,) = [t for t in decision.transitions if t.result == "HoldRemoved"]
+    assert (removed.version, removed.reason, removed.initiator) == (
+        "9.9.9",
+        "UnknownVersion",
+        "ops",
+    )
+    assert "no such version is mirrored" in removed.message
+
+
 def test_a_new_pin_ends_a_hold() -> None:
     hold = {ANNOTATION_HOLD: "1.4.0", ANNOTATION_HOLD_PIN: "1.5.0"}
     status = decide(inputs("1.6.0", annotations=hold)).status
