@@ -40,7 +40,8 @@ from controller.model.deployment import (
     version_entries,
     versions_to_cancel,
 )
-from controller.model.gates import VersionInfo, version_info
+from controller.model.environment_status import environment_status
+from controller.model.gates import VersionInfo, rfc3339, version_info
 from controller.model.migration import automatic_migration
 from controller.operator.kube import Kube, Obj, merge_patch, writer
 from controller.operator.metrics import Metrics
@@ -109,6 +110,7 @@ class DeploymentController:
         self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_key, workers, "deployments")
         self._notes_in_flight: set[asyncio.Task[None]] = set()
         self._environments_due: set[tuple[str, str]] = set()  # (namespace, workflow)
+        self._statuses_due: set[tuple[str, str]] = set()  # (namespace, environment)
         self._environments_flush: asyncio.Task[None] | None = None
         self._last_activity = 0.0  # loop time of the last deployment event or reconcile
         if kube.metrics is None:
@@ -147,6 +149,7 @@ class DeploymentController:
         key = _key(body)
         if event_type == "DELETED":
             self.cache.deployments.pop(key, None)
+            self._schedule_environment_status(key[0], (body.get("spec") or {}).get("environment"))
             return
         previous = self.cache.deployments.get(key)
         self.cache.deployments[key] = body
@@ -172,6 +175,7 @@ class DeploymentController:
             self.cache.environments.pop(key, None)
         else:
             self.cache.environments[key] = body
+            self._schedule_environment_status(*key)  # nothing is written if nothing changed
         self.enqueue(self.cache.deployments_where(key[0], environment=key[1]))
 
     def on_version(self, event_type: str, body: Obj) -> None:
@@ -280,6 +284,8 @@ class DeploymentController:
             deployment["status"] = decision.status
             if current.get("activeVersion") != decision.status.get("activeVersion"):
                 self._schedule_environments_update(namespace, workflow)
+            if _ready_of(current) != _ready_of(decision.status):
+                self._schedule_environment_status(namespace, environment)
             if _verified_changed(current, decision.status):
                 # Downstream gates wait on this (the echo of this write finds the cache
                 # already updated, so it is said here).
@@ -322,8 +328,19 @@ class DeploymentController:
         over a few seconds (the source writes their specs one after another); the versions'
         `status.environments` are written once, when that is over."""
         self._environments_due.add((namespace, workflow))
+        self._start_flush()
+
+    def _schedule_environment_status(self, namespace: str, environment: Any) -> None:
+        """The Environment's own status (its deployments, how many are Ready), coalesced with
+        the versions' environments."""
+        if environment:
+            self._statuses_due.add((namespace, str(environment)))
+            self._start_flush()
+
+    def _start_flush(self) -> None:
         if self._environments_flush is None:
-            self._environments_flush = asyncio.create_task(self._flush_environments())
+            with contextlib.suppress(RuntimeError):  # no loop: called outside the operator
+                self._environments_flush = asyncio.create_task(self._flush_environments())
 
     def _settled(self) -> bool:
         return len(self.queue) == 0
@@ -340,6 +357,7 @@ class DeploymentController:
         finally:
             self._environments_flush = None
         due, self._environments_due = self._environments_due, set()
+        statuses, self._statuses_due = self._statuses_due, set()
 
         async def update(namespace: str, workflow: str) -> None:
             try:
@@ -347,8 +365,36 @@ class DeploymentController:
             except Exception:  # the next activation writes it again
                 logger.exception("updating environments of %s/%s", namespace, workflow)
 
+        async def status(namespace: str, environment: str) -> None:
+            try:
+                await self._update_environment_status(namespace, environment)
+            except Exception:  # the next change of a deployment there writes it again
+                logger.exception("updating the status of environment %s/%s", namespace, environment)
+
         with writer("deployments"):  # concurrently, within the client's limit
-            await asyncio.gather(*(update(ns, workflow) for ns, workflow in sorted(due)))
+            await asyncio.gather(
+                *(update(ns, workflow) for ns, workflow in sorted(due)),
+                *(status(ns, environment) for ns, environment in sorted(statuses)),
+            )
+
+    async def _update_environment_status(self, namespace: str, environment: str) -> None:
+        obj = self.cache.environments.get((namespace, environment))
+        if obj is None:
+            return
+        deployments = [
+            (str(self.cache.deployments[key]["spec"].get("workflow")), status)
+            for key in self.cache.deployments_where(namespace, environment=environment)
+            for status in [self.cache.deployments[key].get("status") or {}]
+        ]
+        current = obj.get("status") or {}
+        wanted = environment_status(
+            current, int(obj["metadata"].get("generation") or 0), deployments, rfc3339(_now())
+        )
+        if wanted != current:
+            await self.kube.patch_status(
+                "Environment", namespace, environment, merge_patch(current, wanted)
+            )
+            obj["status"] = wanted  # until the watch brings it back
 
     async def _update_version_environments(self, namespace: str, workflow: str) -> None:
         """`WorkflowVersion.status.environments`: where each version of the workflow runs."""
@@ -495,3 +541,10 @@ def register(handlers: kopf.OperatorRegistry, controller: DeploymentController) 
         (kinds.WORKFLOW_VERSION, controller.on_version),
     ):
         watch(handlers, kind, f"cache-{kind.singular}", callback, controller.start)
+
+
+def _ready_of(status: Obj) -> tuple[Any, Any]:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition.get("status"), condition.get("reason")
+    return None, None

@@ -134,6 +134,28 @@ def test_a_source_mirrors_versions_environments_and_deployments(
     assert str(synced.head.target) in printed and "True" in printed
 
 
+def test_environments_report_their_deployments_and_can_be_waited_on(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    """Environment objects had no status: blank DEPLOYMENTS/READY columns and a `kubectl
+    wait --for=condition=Ready wfenv/dev` that timed out (issue 14)."""
+    kubectl.run("wait", "--for=condition=Ready", "wfenv/dev", "-n", namespace, "--timeout=60s")
+    dev = kubectl.json("get", "wfenv", "dev", "-n", namespace)["status"]
+    assert (dev["deployments"], dev["ready"]) == (2, 2)
+    assert dev["observedGeneration"] == 1
+    printed = kubectl.run("get", "wfenv", "dev", "-n", namespace).stdout.split("\n")[1].split()
+    assert "2" in printed and "True" in printed  # DEPLOYMENTS and READY
+    prod = poll(  # prod waits an hour of soak: the message says which and why
+        lambda: kubectl.json("get", "wfenv", "prod", "-n", namespace).get("status") or {},
+        lambda s: (s.get("deployments"), s.get("ready")) == (2, 0),
+        timeout=60,
+        what="prod's status",
+    )
+    ready_prod = next(c for c in prod["conditions"] if c["type"] == "Ready")
+    assert (ready_prod["status"], ready_prod["reason"]) == ("False", "DeploymentsNotReady")
+    assert ready_prod["message"].startswith("2 of 2 not ready: lead-nurture (")
+
+
 def test_a_new_commit_arrives_with_flowpin_sync(
     kubectl: Kubectl, namespace: str, synced: pygit2.Repository
 ) -> None:
