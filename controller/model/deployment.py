@@ -71,6 +71,7 @@ class DeploymentInputs:
     # (phase, finishedAt) of this deployment's runs on the desired version: the canary's
     # evidence (only those finished since the canary started count).
     canary_runs: tuple[canary.CanaryRun, ...] = ()
+    upstream_exists: bool = True  # the environment `promotion.from` names is mirrored
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class Decision:
     # One-shot annotations (retry, abort, promote-full) to remove from the deployment.
     consumed_annotations: list[str] = field(default_factory=list)
 
+
+# Closed gates that only a change in git opens: Stalled, not Reconciling.
+STALLING = frozenset({"InvalidVersion", "UpstreamNotFound"})
 
 ONE_SHOT = (ANNOTATION_RETRY, kinds.ANNOTATION_ABORT, kinds.ANNOTATION_PROMOTE_FULL)
 
@@ -336,6 +340,7 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                 upstream_verified_at=inputs.upstream_verified_at,
                 approved_version=annotations.get(kinds.ANNOTATION_APPROVED_VERSION),
                 now=inputs.now,
+                upstream_exists=inputs.upstream_exists,
             )
         )
         status["gates"] = [gate.as_status() for gate in gates]
@@ -353,7 +358,7 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                     status[key] = rfc3339(gate.opens_at)
                 else:
                     status.pop(key, None)
-            needs_person = closed.reason in ("InvalidVersion", "AwaitingApproval")
+            needs_person = closed.reason in STALLING | {"AwaitingApproval"}
             _set_conditions(
                 status,
                 conditions,
@@ -361,7 +366,7 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                 now,
                 ("False", closed.reason, closed.message),
                 reconciling=not needs_person,
-                stalled=(closed.reason == "InvalidVersion", closed.reason, closed.message),
+                stalled=(closed.reason in STALLING, closed.reason, closed.message),
                 blocked=(True, closed.reason, closed.message),
             )
             return Decision(status, transitions, next_opening(gates))

@@ -83,6 +83,7 @@ class GateInputs:
     upstream_verified_at: datetime.datetime | None  # when `version` was Verified upstream
     approved_version: str | None
     now: datetime.datetime
+    upstream_exists: bool = True  # the environment `promotion.from` names is mirrored
 
 
 def _windows(specs: Sequence[Mapping[str, Any]]) -> list[Window]:
@@ -127,7 +128,18 @@ def evaluate_gates(inputs: GateInputs) -> list[Gate]:
     upstream = p.get("from")
     if upstream:
         verified = inputs.upstream_verified_at
-        if verified is None:
+        if not inputs.upstream_exists:
+            gates.append(
+                Gate(
+                    "upstream",
+                    False,
+                    "UpstreamNotFound",
+                    f"{inputs.environment} promotes from {upstream}, but there is no such "
+                    f"environment: fix `promotion.from` in {inputs.environment}'s file "
+                    "(`flowpin validate` reports it as unknown-environment)",
+                )
+            )
+        elif verified is None:
             gates.append(
                 Gate(
                     "upstream",

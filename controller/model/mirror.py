@@ -284,6 +284,19 @@ def desired_objects(index: VersionIndex, source: SourceMeta) -> Desired:
             previous = record
     for env_name, environment in sorted(index.environments.items()):
         desired.environments[env_name] = environment_object(environment, source)
+        upstream = (environment.spec.get("promotion") or {}).get("from")
+        if upstream and upstream not in index.environments:
+            desired.findings.append(
+                Finding(
+                    environment.path,
+                    1,
+                    1,
+                    "unknown-environment",
+                    f"{env_name} promotes from {upstream!r}, but there is no such environment; "
+                    "its deployments are Stalled until `promotion.from` names one",
+                    "spec.promotion.from",
+                )
+            )
         for workflow, pin in sorted(environment.spec.get("pins", {}).items()):
             versions = index.versions.get(workflow, {})
             version = latest.get(workflow, LATEST) if str(pin) == LATEST else str(pin)

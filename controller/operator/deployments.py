@@ -177,6 +177,11 @@ class DeploymentController:
             self.cache.environments[key] = body
             self._schedule_environment_status(*key)  # nothing is written if nothing changed
         self.enqueue(self.cache.deployments_where(key[0], environment=key[1]))
+        # Environments that promote from this one: their upstream gate may open or close.
+        for (ns, name), other in list(self.cache.environments.items()):
+            promotion = (other.get("spec") or {}).get("promotion") or {}
+            if ns == key[0] and promotion.get("from") == key[1]:
+                self.enqueue(self.cache.deployments_where(ns, environment=name))
 
     def on_version(self, event_type: str, body: Obj) -> None:
         key = _key(body)
@@ -234,6 +239,7 @@ class DeploymentController:
             return  # a version without its status yet: its status event enqueues this again
         upstream_name = (env_spec.get("promotion") or {}).get("from")
         upstream_verified = None
+        upstream_exists = not upstream_name or (namespace, upstream_name) in self.cache.environments
         if upstream_name:
             upstream = self.cache.deployments.get(
                 (namespace, kinds.deployment_object_name(workflow, upstream_name))
@@ -254,6 +260,7 @@ class DeploymentController:
                 info=info,
                 hold_info=hold_info,
                 upstream_verified_at=upstream_verified,
+                upstream_exists=upstream_exists,
                 now=_now(),
                 # The canary's evidence: a scan of the runs, only where a canary can run.
                 canary_runs=self.canary_runs(namespace, workflow, environment, str(spec["version"]))

@@ -277,6 +277,34 @@ def test_a_pin_to_a_missing_version_is_blocked_and_says_why(
     assert stalled["status"] == "True"
 
 
+def test_an_upstream_that_does_not_exist_is_reported_on_the_source_and_stalls(
+    kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
+) -> None:
+    """`promotion.from: uat` with no uat: the sync said Succeeded and the deployment sat
+    Blocked UpstreamNotVerified forever, saying it "proceeds by itself" (issue 14)."""
+    staging = Path(repo.workdir) / "environments/staging.yaml"
+    staging.write_text(
+        staging.read_text().replace("promotion: {from: dev}", "promotion: {from: uat}")
+    )
+    commit_all(repo, "Promote staging from an environment that does not exist")
+    apply_source(kubectl, namespace, repo)
+    status = wait_phase(kubectl, namespace, "lead-nurture.staging", "Blocked", "UpstreamNotFound")
+    assert "staging promotes from uat, but there is no such environment" in status["message"]
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "UpstreamNotFound")
+    source = poll(
+        lambda: kubectl.json("get", "wfsrc", "examples", "-n", namespace).get("status") or {},
+        lambda s: any(c.get("reason") == "InvalidManifests" for c in s.get("conditions", [])),
+        what="the source reporting the unknown environment",
+    )
+    (invalid,) = source["invalidFiles"]
+    assert (invalid["file"], invalid["field"]) == (
+        "environments/staging.yaml",
+        "spec.promotion.from",
+    )
+    assert "promotes from 'uat', but there is no such environment" in invalid["message"]
+
+
 def test_promote_writes_a_branch_keeping_the_file_format(
     kubectl: Kubectl, namespace: str, operator: OperatorProcess, repo: pygit2.Repository
 ) -> None:

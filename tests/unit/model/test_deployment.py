@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Any
 
 from controller.api import kinds
@@ -549,3 +550,15 @@ def test_a_progressing_canary_is_listed_after_the_active_version() -> None:
         ("1.4.0", "Active"),
         ("1.5.0", "Draining"),
     ]
+
+
+def test_an_upstream_that_does_not_exist_stalls_and_says_so() -> None:
+    """`promotion.from: uat` with no `uat`: it never "proceeds by itself" (issue 14)."""
+    decision = decide(replace(inputs(promotion={"from": "uat"}), upstream_exists=False))
+    status = decision.status
+    assert (status["phase"], status["reason"]) == ("Blocked", "UpstreamNotFound")
+    stalled = condition(status, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "UpstreamNotFound")
+    assert condition(status, "Reconciling")["status"] == "False"
+    assert "prod promotes from uat, but there is no such environment" in status["message"]
+    assert "proceeds by itself" not in status["message"]
