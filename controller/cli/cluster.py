@@ -683,7 +683,7 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
         gates = " ".join(
             f"{'✓' if g.get('open') else '✗'}{g.get('name')}" for g in s.get("gates") or []
         )
-        versions = " ".join(
+        versions = ", ".join(
             f"{v['version']} {v.get('state')} ({v.get('activeRuns', 0)} runs)"
             if v.get("state") in ("Draining", "Canary")
             else f"{v['version']} Drained"
@@ -697,7 +697,7 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
             s.get("activeVersion", "-"),
             s.get("phase", "Pending"),
             gates,
-            " ".join(x for x in (summary, s.get("message", ""), versions) if x),
+            why_text(summary, str(s.get("message", "")), versions),
         )
         for m in migrations.get((d["spec"]["workflow"], d["spec"]["environment"]), []):
             table.add_row(
@@ -710,6 +710,17 @@ def _status_table(api: Any, namespace: str, workflow: str | None) -> Any:
                 migration_progress(m),
             )
     return table
+
+
+def why_text(canary: str, message: str, versions: str) -> str:
+    """The WHY column: whole sentences, one per fact (`1.1.0 is active; older: 1.0.0
+    Drained`), never fragments glued by spaces; the canary's message once."""
+    parts = [canary] if canary and not message.startswith("canary ") else []
+    if message and message not in canary:
+        parts.append(message.rstrip("."))
+    if versions:
+        parts.append(f"older: {versions}")
+    return "; ".join(parts)
 
 
 def _open_migrations(api: Any, namespace: str) -> dict[tuple[str, str], list[dict[str, Any]]]:

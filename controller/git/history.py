@@ -39,6 +39,11 @@ def resolve_commit(repo: pygit2.Repository, ref: str) -> pygit2.Commit:
     try:
         obj = repo.revparse_single(ref)
     except (KeyError, pygit2.GitError, ValueError) as error:
+        if repo.head_is_unborn:
+            raise GitError(
+                f"{repo.workdir or repo.path} has no commit yet: commit your manifests first "
+                f"(`{ref}` names nothing)"
+            ) from error
         raise GitError(f"unknown git ref {ref!r}") from error
     commit = obj.peel(pygit2.Commit)
     assert isinstance(commit, pygit2.Commit)

@@ -1240,6 +1240,9 @@ def _summary(diff: WorkflowDiff, from_version: str, to_version: str) -> str:
             span += " is no bump"
         else:
             span += f" is only a {actual} bump"
+    elif actual is not None and bump != "none" and _BUMP_RANK[actual] > _BUMP_RANK[bump]:
+        needs += " or more"
+        span += f", a {actual} bump"
     return f"{diff.change_class}: {needs} ({span})"
 
 

@@ -231,6 +231,17 @@ async def run(
         await server.stop()
 
 
+class RetriesAreWarnings(logging.Filter):
+    """kopf logs every retried API request at ERROR ("Request attempt 1 failed; will retry"),
+    such as the 429 "storage is (re)initializing" of an API server that is starting. A retry
+    is not an error: it is shown as a WARNING; the last attempt ("escalating") stays ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed; will retry" in record.getMessage():
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def main(settings: OperatorSettings) -> None:
     """Blocking entry point for `flowpin operator`; SIGINT/SIGTERM stop it cleanly."""
     kopf.configure(
@@ -238,6 +249,8 @@ def main(settings: OperatorSettings) -> None:
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RetriesAreWarnings())
     if not settings.verbose:
         # kopf logs a line per handled watch event ("Handler 'cache-…' succeeded"): noise
         # that costs a sixth of the event loop under load. Our own loggers say what matters.

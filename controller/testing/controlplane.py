@@ -42,6 +42,14 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built or started; the message says why."""
 
 
+class PortTaken(ControlPlaneError):
+    """A component found its port taken between `free_port` choosing it and the bind (another
+    control plane starting at the same moment): the start is tried again on new ports."""
+
+
+PORT_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class ControlPlaneSettings:
     """Where the control plane is built and how long it may take to start."""
@@ -220,17 +228,30 @@ class ControlPlane:
         )
         self.workdir = owned_tempdir(WORKDIR_PREFIX, tmp_root)
         self.kubeconfig = self.workdir / "kubeconfig"
+        self._components: dict[str, _Component] = {}
+        self._pki: Pki | None = None
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.apiserver_port = free_port()
         self.server = f"https://127.0.0.1:{self.apiserver_port}"
-        self._components: dict[str, _Component] = {}
-        self._pki: Pki | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> ControlPlane:
         try:
-            self._start()
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                try:
+                    self._start()
+                    return self
+                except PortTaken:
+                    if attempt == PORT_ATTEMPTS:
+                        raise
+                    for component in reversed(list(self._components.values())):
+                        self._terminate(component)
+                    shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
+                    self._pick_ports()
         except BaseException:  # also KeyboardInterrupt: nothing started may stay behind
             self.stop()
             raise
@@ -432,10 +453,9 @@ class ControlPlane:
         component = self._components[name]
         while time.monotonic() < deadline:
             if component.process is not None and component.process.poll() is not None:
-                raise ControlPlaneError(
-                    f"{name} exited with code {component.process.returncode}:\n"
-                    f"{self.log_tail(name)}"
-                )
+                tail = self.log_tail(name)
+                error = PortTaken if "address already in use" in tail else ControlPlaneError
+                raise error(f"{name} exited with code {component.process.returncode}:\n{tail}")
             if ready():
                 return
             time.sleep(0.1)

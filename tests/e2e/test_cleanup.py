@@ -206,3 +206,34 @@ def test_killing_the_demo_takes_every_child_down(started: Demo) -> None:
     sweep_stale_dirs(WORKDIR_PREFIX, plane_dir.parent)
     sweep_stale_dirs(demo.WORKDIR_PREFIX, demo_dir.parent)
     assert not plane_dir.exists() and not demo_dir.exists()
+
+
+def test_a_port_taken_between_choosing_and_binding_is_chosen_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second `controller.testing start` failed once with "address already in use": the
+    port was free when chosen and taken before etcd bound it (issue 14)."""
+    import socket
+
+    from controller.testing import controlplane
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real = controlplane.free_port
+    monkeypatch.setattr(controlplane, "free_port", lambda: next(ports, None) or real())
+    try:
+        with controlplane.ControlPlane() as plane:
+            assert plane.etcd_port != taken.getsockname()[1]  # chosen again
+            env = plane.env()
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "kubectl"), "get", "namespaces"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0 and "default" in done.stdout, done.stderr
+    finally:
+        taken.close()

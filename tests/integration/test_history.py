@@ -373,3 +373,12 @@ def test_plan_defaults_to_the_pull_request_base_or_head(
     code, output = run("plan")
     assert code == 0
     assert "Base: origin/main (" in output and "the upstream of the current branch" in output
+
+
+def test_a_repository_with_no_commit_says_so(tmp_path: Path) -> None:
+    """`flowpin plan` before the first commit said `unknown git ref 'HEAD'` (issue 14)."""
+    from controller.git.history import GitError, resolve_commit
+
+    repo = pygit2.init_repository(str(tmp_path / "empty"), initial_head="main")
+    with pytest.raises(GitError, match="has no commit yet: commit your manifests first"):
+        resolve_commit(repo, "HEAD")

@@ -422,3 +422,18 @@ def test_start_refuses_names_that_cannot_be_objects() -> None:
     result = CliRunner().invoke(migrate, ["start", "wf_x", "--env", "prod", "--to", "2.0.0"])
     assert result.exit_code == 2
     assert "not a valid object name prefix" in result.output
+
+
+def test_the_why_column_is_sentences_not_glued_fragments() -> None:
+    """Issue 14: `1.1.0 is active 1.0.0 Drained`, and a canary said twice."""
+    from controller.cli.cluster import why_text
+
+    assert (
+        why_text("", "1.1.0 is active", "1.0.0 Drained") == "1.1.0 is active; older: 1.0.0 Drained"
+    )
+    message = "canary 1.5.0 at 10% (step 1/2), 1.4.0 the rest: 3 of 20 runs"
+    summary = "1.5.0 canary 10% (step 1/2); 3 of 20 runs"
+    assert why_text(summary, message, "") == message
+    assert why_text("1.5.0 canary aborted", "held: analysis failed.", "") == (
+        "1.5.0 canary aborted; held: analysis failed"
+    )

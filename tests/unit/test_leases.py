@@ -272,3 +272,20 @@ def test_a_round_slower_than_its_bound_is_awaited_not_started_again() -> None:
         return api.most_in_flight
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_retried_api_request_is_a_warning_not_an_error() -> None:
+    """A fresh operator logged `[ERROR] … storage is (re)initializing 429` (issue 14)."""
+    import logging
+
+    from controller.operator.main import RetriesAreWarnings
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf", logging.ERROR, __file__, 1, message, None, None)
+
+    retried = record(
+        "Request attempt 1 failed; will retry: GET /x -> 429 storage is (re)initializing"
+    )
+    assert RetriesAreWarnings().filter(retried) and retried.levelname == "WARNING"
+    final = record("Request attempt 9 failed; escalating: GET /x -> 500")
+    assert RetriesAreWarnings().filter(final) and final.levelname == "ERROR"

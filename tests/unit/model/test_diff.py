@@ -1221,6 +1221,11 @@ def test_render_text_color_strips_to_plain() -> None:
             "1.4.0",
             "fix: requires a patch bump (1.4.0 → 1.4.0 is no bump)",
         ),
+        (  # more than needed: said so, not "requires a patch bump (1.4.0 → 1.5.0)"
+            setter(http_("welcome"), "url", "https://x.example"),
+            "1.5.0",
+            "fix: requires a patch bump or more (1.4.0 → 1.5.0, a minor bump)",
+        ),
         (
             remove_step("alert"),
             "1.5.0",
