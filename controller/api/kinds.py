@@ -100,6 +100,9 @@ WORKFLOW_VERSION = Kind(
         PrinterColumn("Change", ".spec.facts.changeClass", description="vs the previous version"),
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Runs", ".status.runs.total", "integer"),
+        PrinterColumn(
+            "Orphaned", ".status.orphaned", "boolean", description="gone from git history"
+        ),
         PrinterColumn("Commit", ".spec.git.commit", priority=1),
         _age(),
     ),

@@ -191,9 +191,11 @@ def walk(
     chain, found = first_parent_chain(repo, tip, index.last_commit)
     rewritten = index.last_commit is not None and not found
     if rewritten:
-        # What the files say now comes from the new history alone; versions stay.
+        # What the files say now comes from the new history alone; versions stay, orphaned
+        # until the new history shows them again.
         index.files.clear()
         index.environments.clear()
+        index.orphan_all()
     previous: pygit2.Commit | None = None
     if chain and chain[0].parents and not rewritten:
         previous = chain[0].parents[0]

@@ -186,11 +186,13 @@ def environment_object(record: EnvironmentRecord, source: SourceMeta) -> Obj:
 
 def _latest(ordered: Sequence[VersionRecord]) -> str:
     """The highest valid version of versions in ascending order (the highest at all if none
-    is valid)."""
-    for record in reversed(ordered):
+    is valid), among those the tracked history still holds: an orphaned version (from a
+    history rewritten away) is never chosen by itself, only by an exact pin."""
+    reachable = [record for record in ordered if not record.orphaned]
+    for record in reversed(reachable):
         if record.valid:
             return record.version
-    return ordered[-1].version if ordered else LATEST
+    return reachable[-1].version if reachable else LATEST
 
 
 def resolve_pin(pin: str, versions: Mapping[str, VersionRecord]) -> str:
@@ -257,6 +259,9 @@ class Desired:
     def version_status(self, name: str) -> Obj:
         record, previous = self.version_records[name]
         return version_status(record, previous)
+
+    def orphaned(self, name: str) -> bool:
+        return self.version_records[name][0].orphaned
 
     def version_to_create(self, name: str) -> Obj:
         """The version as created: its object with `spec.facts`. (`versions` holds them
@@ -399,6 +404,8 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
             current = existing.get(name)
             if current is None:
                 if kind == "WorkflowVersion":  # its facts in the spec: no status write
+                    if desired.orphaned(name):
+                        continue  # gone from git and from the cluster: never brought back
                     obj = desired.version_to_create(name)
                 plan.writes.append(Write("create", kind, name, obj))
                 continue
@@ -419,6 +426,10 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
                     plan.writes.append(
                         Write("patch-status", kind, name, desired.version_status(name))
                     )
+                orphaned = desired.orphaned(name)
+                if bool((current.get("status") or {}).get("orphaned")) != orphaned:
+                    mark = {"orphaned": True if orphaned else None}  # a merge patch
+                    plan.writes.append(Write("patch-status", kind, name, mark))
             elif _needs_update(obj, current):
                 plan.writes.append(Write("replace-spec", kind, name, obj))
     for name, current in actual.environments.items():
@@ -435,7 +446,7 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
 
 # --------------------------------------------------------------------------- memory
 
-_VERSION_STATUS_KEYS = ("phase", "changeClass", "previousVersion", "conditions")
+_VERSION_STATUS_KEYS = ("phase", "changeClass", "previousVersion", "conditions", "orphaned")
 
 
 def _reduced(kind: Kind, obj: Obj) -> Obj:

@@ -31,13 +31,15 @@ class SyncOutcome:
     invalid: Sequence[Finding] = ()
     mutated: Sequence[Finding] = ()
     conflicts: Sequence[str] = ()
-    rewritten: bool = False
+    rewritten: bool = False  # this sync found the tracked history rewritten
+    full: bool = False  # this sync listed everything (it ends an earlier rewrite's notice)
+    orphaned: int = 0  # versions mirrored from a history rewritten away
     counts: dict[str, int] = field(default_factory=dict)
     requested_at: str | None = None
     now: str = ""
 
 
-def _ready(outcome: SyncOutcome) -> tuple[ConditionStatus, str, str]:
+def _ready(outcome: SyncOutcome, rewritten: bool) -> tuple[ConditionStatus, str, str]:
     """(status, reason, message) of the Ready condition."""
     if outcome.fetch_failure is not None:
         reason, message = outcome.fetch_failure
@@ -64,12 +66,20 @@ def _ready(outcome: SyncOutcome) -> tuple[ConditionStatus, str, str]:
         mutated = outcome.mutated[0]
         return "False", "VersionMutated", f"{mutated.file}: {mutated.message}."
     short = outcome.commit.id[:12] if outcome.commit else "?"
-    if outcome.rewritten:
+    if rewritten:
+        orphans = (
+            f" {outcome.orphaned} version{'s' if outcome.orphaned != 1 else ''} exist only in "
+            "the old history: kept and marked orphaned, never chosen by `latest`; a pin may "
+            "still name one."
+            if outcome.orphaned
+            else ""
+        )
         return (
             "True",
             "HistoryRewritten",
             f"History was rewritten (force-push); synced {short}. Versions mirrored from the "
-            "old history are kept.",
+            f"old history are kept.{orphans} This notice stays until the next full sync "
+            "(`flowpin sync`).",
         )
     return "True", "Succeeded", f"Synced commit {short}."
 
@@ -77,7 +87,13 @@ def _ready(outcome: SyncOutcome) -> tuple[ConditionStatus, str, str]:
 def source_status(current: dict[str, Any], outcome: SyncOutcome) -> dict[str, Any]:
     status = copy.deepcopy(current)
     conditions = list(status.get("conditions") or [])
-    ready_status, reason, message = _ready(outcome)
+    # A rewrite is said until a later full sync (or `flowpin sync`), not only by the one
+    # sync that found it: the next round must not read as a plain Succeeded.
+    was_rewritten = any(
+        c.get("type") == "Ready" and c.get("reason") == "HistoryRewritten" for c in conditions
+    )
+    rewritten = outcome.rewritten or (was_rewritten and not outcome.full)
+    ready_status, reason, message = _ready(outcome, rewritten)
     g = outcome.generation
     conditions = set_condition(
         conditions, "Ready", ready_status, reason, message, g, outcome.now or None

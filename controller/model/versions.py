@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from controller.model.findings import Finding
@@ -43,6 +43,9 @@ class VersionRecord:
     path: str
     commit: CommitMeta
     problems: tuple[Finding, ...] = ()  # semantic errors: the version exists but is invalid
+    # Mirrored from a history that was rewritten away: kept (nothing is lost), but no longer
+    # reachable from the tracked ref, so `latest` and every other automatic choice skip it.
+    orphaned: bool = False
 
     @property
     def valid(self) -> bool:
@@ -112,6 +115,16 @@ class VersionIndex:
     files: dict[str, FileState] = field(default_factory=dict)
     last_commit: str | None = None
 
+    def orphan_all(self) -> None:
+        """Before folding a rewritten history again: every version is orphaned until the new
+        history shows it (`_apply_workflow` takes the mark off)."""
+        for versions in self.versions.values():
+            for number, record in versions.items():
+                versions[number] = replace(record, orphaned=True)
+
+    def orphaned(self) -> list[VersionRecord]:
+        return [r for versions in self.versions.values() for r in versions.values() if r.orphaned]
+
     def apply(self, commit: CommitMeta, changes: Mapping[str, bytes | None]) -> list[Finding]:
         """Fold one commit's changed manifest files (path → content, None when deleted).
         Returns the findings this commit raised."""
@@ -143,6 +156,8 @@ class VersionIndex:
         digest = digest_of(spec)
         known = self.versions.setdefault(manifest.name, {})
         existing = known.get(version)
+        if existing is not None and existing.orphaned:  # the new history has it too
+            existing = known[version] = replace(existing, orphaned=False)
         raised: list[Finding] = []
         if existing is None:
             # Semantic checks only for a new version: an existing one was checked when it

@@ -278,6 +278,8 @@ class SourceSyncer:
             mutated=result.index.mutated(),
             conflicts=plan.conflicts,
             rewritten=result.rewritten,
+            full=full,
+            orphaned=len(result.index.orphaned()),
             counts={
                 "workflows": len(result.index.versions),
                 "versions": len(desired.versions),

@@ -409,6 +409,56 @@ def test_a_force_push_keeps_every_mirrored_version(
     assert {"lead-nurture.v1.5.0", "lead-nurture.v1.6.0"} <= set(names(kubectl, "wfv", namespace))
 
 
+def test_after_a_rewrite_latest_follows_git_and_old_versions_are_orphaned(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    """Force-push from 1.7.0 back to 1.5.0: dev (`latest`) stayed on 1.7.0 and the next sync
+    said a plain Succeeded (issue 14). Now dev goes back to what git says, 1.7.0 is kept but
+    orphaned, the source keeps saying so, and a version gone from git and deleted by hand is
+    not brought back by a full sync."""
+    bump(synced, "1.5.0")
+    back_to = synced.head.target
+    bump(synced, "1.6.0")
+    bump(synced, "1.7.0")
+    assert flowpin_sync("examples", namespace).returncode == 0
+    poll(
+        lambda: kubectl.json("get", "wfd", "lead-nurture.dev", "-n", namespace).get("status"),
+        lambda s: (s or {}).get("activeVersion") == "1.7.0",
+        timeout=60,
+        what="dev on 1.7.0",
+    )
+    synced.reset(back_to, pygit2.enums.ResetMode.HARD)  # 1.6.0 and 1.7.0 are gone from git
+    assert flowpin_sync("examples", namespace).returncode == 0
+    dev = poll(
+        lambda: kubectl.json("get", "wfd", "lead-nurture.dev", "-n", namespace),
+        lambda d: d["spec"]["version"] == "1.5.0" and d["status"].get("activeVersion") == "1.5.0",
+        timeout=60,
+        what="dev back on 1.5.0",
+    )
+    assert dev["status"]["phase"] == "Verified"
+    orphaned = poll(
+        lambda: kubectl.json("get", "wfv", "lead-nurture.v1.7.0", "-n", namespace)["status"],
+        lambda s: s.get("orphaned") is True,
+        what="1.7.0 marked orphaned",
+    )
+    assert orphaned["orphaned"] is True
+    fine = kubectl.json("get", "wfv", "lead-nurture.v1.5.0", "-n", namespace).get("status") or {}
+    assert not fine.get("orphaned")
+    printed = kubectl.run("get", "wfv", "-n", namespace).stdout
+    assert "ORPHANED" in printed.split("\n")[0]
+    condition = ready(kubectl, namespace, "examples")
+    assert condition["reason"] == "HistoryRewritten"
+    assert "2 versions exist only in the old history" in condition["message"]
+
+    assert flowpin_sync("examples", namespace).returncode == 0  # a full sync ends the notice
+    assert ready(kubectl, namespace, "examples")["reason"] == "Succeeded"
+
+    kubectl.run("delete", "wfv", "lead-nurture.v1.6.0", "-n", namespace)
+    assert flowpin_sync("examples", namespace).returncode == 0
+    assert "lead-nurture.v1.6.0" not in names(kubectl, "wfv", namespace)  # not resurrected
+    assert "lead-nurture.v1.7.0" in names(kubectl, "wfv", namespace)  # nothing else lost
+
+
 def test_a_changed_version_without_a_bump_is_reported(
     kubectl: Kubectl, namespace: str, synced: pygit2.Repository
 ) -> None:

@@ -387,3 +387,30 @@ def test_a_cache_left_by_another_source_object_is_never_read(
     assert "lead-nurture.v7.7.7" not in kube.names("WorkflowVersion")
     condition = ready(kube)
     assert condition["reason"] == "Succeeded", condition
+
+
+def test_a_rewrite_is_said_until_a_full_sync_and_latest_skips_orphans(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    the_syncer = syncer(kube, tmp_path)
+    sync(the_syncer)
+    root = repo.head.target
+    bump(repo, "1.7.0")
+    sync(the_syncer)
+    dev = kube.objects[("WorkflowDeployment", NS, "lead-nurture.dev")]
+    assert dev["spec"]["version"] == "1.7.0"
+    repo.reset(root, pygit2.enums.ResetMode.HARD)
+    bump(repo, "1.5.0")
+    report = sync(the_syncer)
+    assert not report.full  # found by an incremental sync
+    assert ready(kube)["reason"] == "HistoryRewritten"
+    dev = kube.objects[("WorkflowDeployment", NS, "lead-nurture.dev")]
+    assert dev["spec"]["version"] == "1.5.0"  # latest: what git has now, not 1.7.0
+    assert kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.7.0")]["status"]["orphaned"]
+    bump(repo, "1.5.1")
+    assert not sync(the_syncer).full
+    assert ready(kube)["reason"] == "HistoryRewritten"  # not a plain Succeeded
+    kube.objects[("WorkflowSource", NS, "src")]["metadata"]["generation"] = 2  # a full sync
+    assert sync(the_syncer).full
+    assert ready(kube)["reason"] == "Succeeded"
+    assert kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.7.0")]["status"]["orphaned"]
