@@ -318,6 +318,8 @@ def render_migration(obj: Mapping[str, Any], now: datetime.datetime) -> str:
             f"{key} {_int(progress.get(key))}"
             for key in ("migrated", "failed", "skipped", "remaining")
         )
+        if progress.get("notMoved"):
+            counts += f", not moved {_int(progress.get('notMoved'))}"
         rows.append(("progress", f"{progress_line(status)}  {counts}"))
     if progress.get("eta") and str(status.get("phase")) not in FINAL_PHASES:
         rows.append(("eta", f"{relative_time(progress['eta'], now)} ({progress['eta']})"))

@@ -708,11 +708,18 @@ def failed_runs(status: Mapping[str, Any]) -> set[str]:
 
 
 def _finish(status: dict[str, Any], phase: str, message: str, now: datetime.datetime) -> None:
+    """The final record. The numbers add up: `total` is what was handled, nothing remains,
+    and the runs the plan still had (a cancel, a failure) are `notMoved`."""
     status.update(phase=phase, message=message, finishedAt=_stamp(now))
     status.pop("currentBatch", None)
     status.pop("nextBatchAt", None)
     progress = dict(status.get("progress") or {})
     progress.pop("eta", None)
+    left = int(progress.get("remaining") or 0)
+    if left:
+        progress["notMoved"] = left
+    progress["remaining"] = 0
+    progress["total"] = sum(int(progress.get(k) or 0) for k in ("migrated", "failed", "skipped"))
     status["progress"] = progress
 
 
@@ -732,7 +739,11 @@ def next_step(
     if new.get("phase") in FINAL_PHASES:
         return MigrationStep(_with_conditions(new, generation, now))
     migrated, failed, skipped = _counts(new)
-    new["plan"] = plan.as_status()
+    if not new.get("startedAt"):
+        # Until runs move, the plan shown is of the runs as they are now; from the first
+        # batch on it is the record of what this migration set out to do, kept as it was
+        # (a finished migration must not read "eligible 0, no runs to move").
+        new["plan"] = plan.as_status()
     done = failed_runs(new) | set(handled)
     remaining = [m for m in plan.moves if m.run not in done]
     new["progress"] = progress(
@@ -780,6 +791,12 @@ def next_step(
         _finish(new, "Failed", message, now)
         return step("Failed", message)
     if settings.dry_run:
+        if not remaining:
+            return step(
+                "Planned",
+                f"dry run: no run would move to {plan.target_version}{blocked}; "
+                "nothing to approve",
+            )
         return step(
             "Planned",
             f"dry run: {len(remaining)} runs would move to {plan.target_version}{blocked}; "

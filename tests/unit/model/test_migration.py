@@ -804,3 +804,38 @@ def test_no_automatic_migration(
     status: dict[str, Any], counts: dict[str, dict[str, Any]], env: dict[str, Any]
 ) -> None:
     assert automatic_migration("lead", "prod", status, counts, env) is None
+
+
+def test_a_finished_migration_keeps_its_plan_and_its_numbers_add_up() -> None:
+    """Issue 14: once done, `status.plan` read "eligible 0 … no runs to move"."""
+    first = next_step({"batchSize": 3}, {}, waiting(3), set(), 1, T0)
+    assert first.batch == ["r0", "r1", "r2"] and first.status["plan"]["eligible"] == 3
+    moved = {run: ("migrated", "") for run in first.batch}
+    after = finish_batch(first.status, moved, T0)
+    done = next_step({"batchSize": 3}, after, plan(), set(first.batch), 1, T0)
+    assert done.status["phase"] == "Succeeded"
+    assert done.status["plan"]["eligible"] == 3  # the plan it ran, not an empty one
+    assert done.status["progress"]["total"] == 3 and done.status["progress"]["remaining"] == 0
+
+
+def test_a_cancelled_dry_run_moved_nothing_and_says_so() -> None:
+    """Issue 14: a cancelled dry run showed REMAINING 4 TOTAL 4."""
+    planned = next_step({"dryRun": True}, {}, waiting(4), set(), 1, T0)
+    assert planned.status["phase"] == "Planned"
+    cancelled = next_step(
+        {"dryRun": True, "cancel": True}, planned.status, waiting(4), set(), 2, T0
+    )
+    assert cancelled.status["phase"] == "Cancelled"
+    assert cancelled.status["progress"] == {
+        "total": 0,
+        "migrated": 0,
+        "failed": 0,
+        "skipped": 0,
+        "remaining": 0,
+        "notMoved": 4,
+    }
+
+
+def test_a_dry_run_with_nothing_to_move_does_not_suggest_approving() -> None:
+    step = next_step({"dryRun": True}, {}, plan(), set(), 1, T0)
+    assert step.status["message"] == "dry run: no run would move to 2.0.0; nothing to approve"
