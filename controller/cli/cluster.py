@@ -159,6 +159,20 @@ def _deployment(api: Any, workflow: str, env: str, namespace: str) -> dict[str, 
     )
 
 
+def cluster_versions(workflow: str, namespace: str | None) -> list[dict[str, Any]]:
+    """The WorkflowVersion objects of `workflow` in the namespace (the context's by default)."""
+    api = _api()
+    namespace = namespace or current_namespace()
+    listed = api.list_namespaced_custom_object(
+        kinds.GROUP,
+        kinds.VERSION,
+        namespace,
+        kinds.WORKFLOW_VERSION.plural,
+        label_selector=f"{kinds.LABEL_WORKFLOW}={workflow}",
+    )
+    return list(listed.get("items", []))
+
+
 def _require_version(api: Any, workflow: str, version: str, namespace: str) -> None:
     """Refuse (exit 2) a version that is not mirrored: a hold on it could never run."""
     from kubernetes.client.exceptions import ApiException

@@ -89,8 +89,21 @@ def validate(paths: tuple[Path, ...], against: str | None, fmt: str) -> None:
 )
 @click.option("--ref", default="HEAD", show_default=True, help="Branch, tag or commit to read.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
-    """List the versions of WORKFLOW in git history, oldest first."""
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Also the versions mirrored in the cluster that this history no longer holds "
+    "(orphaned by a rewrite); needs a cluster.",
+)
+@click.option(
+    "-n", "--namespace", default=None, help="With --all: the namespace (default: the context's)."
+)
+def versions(
+    workflow: str, repo_path: Path, ref: str, fmt: str, everything: bool, namespace: str | None
+) -> None:
+    """List the versions of WORKFLOW in git history, oldest first. Reads git only, unless
+    --all asks the cluster for versions that history no longer holds."""
     from controller.git.history import WorkflowHistory, commit_meta
 
     root = find_root(repo_path.resolve())
@@ -119,6 +132,8 @@ def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
                 "valid": not any(p.is_error for p in problems),
             }
         )
+    if everything:
+        rows = _with_orphans(rows, workflow, namespace)
     if fmt == "json":
         click.echo(json.dumps({"workflow": workflow, "versions": rows}, indent=2))
         return
@@ -131,6 +146,7 @@ def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         version = str(row["version"]) + ("" if row["valid"] else " (invalid)")
+        version += " (orphaned)" if row.get("orphaned") else ""
         table.add_row(
             version,
             str(row["commit"])[:12],
@@ -139,6 +155,49 @@ def versions(workflow: str, repo_path: Path, ref: str, fmt: str) -> None:
             str(row["message"]),
         )
     Console(width=max(120, Console().width)).print(table)
+
+
+def _with_orphans(
+    rows: list[dict[str, Any]], workflow: str, namespace: str | None
+) -> list[dict[str, Any]]:
+    """`rows` (from git) plus the cluster's versions of `workflow` that git no longer holds,
+    in version order; each row says whether it is orphaned."""
+    from controller.cli.cluster import cluster_versions
+    from controller.model.semver import parse_version
+
+    known = {str(row["version"]) for row in rows}
+    rows = [{**row, "orphaned": False} for row in rows]
+    try:
+        mirrored = cluster_versions(workflow, namespace)
+    except click.ClickException:
+        raise
+    except Exception as error:  # unreachable, refused: the API server's answer, plainly
+        raise click.ClickException(f"--all reads the cluster, which answered: {error}") from error
+    for obj in mirrored:
+        spec = obj.get("spec") or {}
+        if str(spec.get("version")) in known:
+            continue
+        git = spec.get("git") or {}
+        facts = spec.get("facts") or {}
+        rows.append(
+            {
+                "version": str(spec.get("version")),
+                "commit": str(git.get("commit", "")),
+                "author": str(git.get("author", "")),
+                "date": str(git.get("time", "")),
+                "message": str(git.get("message", "")),
+                "valid": facts.get("valid", True) is not False,
+                "orphaned": True,
+            }
+        )
+
+    def order(row: dict[str, Any]) -> tuple[int, Any]:
+        try:
+            return (0, parse_version(str(row["version"])))
+        except ValueError:
+            return (1, str(row["version"]))
+
+    return sorted(rows, key=order)
 
 
 @click.command()

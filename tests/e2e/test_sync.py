@@ -446,6 +446,16 @@ def test_after_a_rewrite_latest_follows_git_and_old_versions_are_orphaned(
     assert not fine.get("orphaned")
     printed = kubectl.run("get", "wfv", "-n", namespace).stdout
     assert "ORPHANED" in printed.split("\n")[0]
+    command = ["versions", "lead-nurture", "--all", "--repo", str(workdir(synced))]
+    listed = subprocess.run(
+        [sys.executable, "-m", "controller.cli", *command, "-n", namespace, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["version"]: row["orphaned"] for row in json.loads(listed.stdout)["versions"]}
+    assert rows == {"1.4.0": False, "1.5.0": False, "1.6.0": True, "1.7.0": True}
     condition = ready(kubectl, namespace, "examples")
     assert condition["reason"] == "HistoryRewritten"
     assert "2 versions exist only in the old history" in condition["message"]
