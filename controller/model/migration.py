@@ -794,8 +794,7 @@ def next_step(
         if not remaining:
             return step(
                 "Planned",
-                f"dry run: no run would move to {plan.target_version}{blocked}; "
-                "nothing to approve",
+                f"dry run: no run would move to {plan.target_version}{blocked}; nothing to approve",
             )
         return step(
             "Planned",
