@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import replace
 from typing import Literal
 
@@ -17,6 +19,23 @@ def cli() -> None:
     """flowpin: versioned automation workflows, promoted by git."""
 
 
+def _http_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An address to listen on (IPv4, IPv6 with or without brackets, or a host name that
+    resolves), without brackets."""
+    address = value.strip()
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        try:
+            socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as error:
+            message = f"{value!r} is not an address to listen on: {error}"
+            raise click.BadParameter(message) from None
+    return address
+
+
 @cli.command()
 @click.option(
     "--namespace",
@@ -25,6 +44,14 @@ def cli() -> None:
     help="Watch only this namespace (repeatable). Default: every namespace.",
 )
 @click.option("--port", default=8080, show_default=True, help="HTTP port (health, webhooks).")
+@click.option(
+    "--http-address",
+    default="0.0.0.0",
+    show_default=True,
+    callback=_http_address,
+    help="Address the HTTP server (health, metrics, webhooks) listens on, e.g. 127.0.0.1 "
+    "for loopback only or :: for IPv6.",
+)
 @click.option("--identity", default=None, help="Name of this replica in the leader Lease.")
 @click.option(
     "--lease-name", default="flowpin-operator", show_default=True, help="Leader Lease name."
@@ -41,6 +68,7 @@ def cli() -> None:
 def operator(
     namespaces: tuple[str, ...],
     port: int,
+    http_address: str,
     identity: str | None,
     lease_name: str,
     lease_namespace: str | None,
@@ -54,6 +82,7 @@ def operator(
 
     settings = OperatorSettings(
         namespaces=namespaces,
+        http_host=http_address,
         http_port=port,
         lease_name=lease_name,
         log_format=log_format,

@@ -10,15 +10,32 @@ receivers.
   in-memory caches, so a standby forwards each delivery, unchanged, to the leader's address
   (written on the Lease) and returns the leader's answer; with no leader to forward to, it
   answers 503 with a JSON error and `Retry-After`.
+
+Whatever a sender sends, a webhook receiver answers a 4xx with a JSON reason and logs one
+line without a traceback; only a fault of the operator or of the Kubernetes API is a 5xx.
+The helpers here are what every receiver shares for that: `read_body` (413 over 1 MiB, a
+body the client hung up on, a body that cannot be decoded), `non_ascii_header` (header
+values are bytes on the wire; aiohttp hands over what is not UTF-8 as surrogate escapes, so
+signature and delivery headers must be ASCII, or 400), and `parse_json` (UTF-8 JSON nested
+at most `MAX_JSON_DEPTH` levels, checked without recursion before it is parsed, with
+numbers the API server accepts: no NaN, no Infinity, nothing that overflows a double, no
+lone surrogate).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from itertools import accumulate
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 logger = logging.getLogger("flowpin.http")
@@ -51,15 +68,187 @@ NOT_FORWARDED = frozenset(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def read_body(request: web.Request) -> bytes | None:
-    """A webhook's body, or None when it is larger than MAX_BODY (every receiver answers
-    that with 413)."""
+MAX_JSON_DEPTH = 64  # arrays and objects inside one another; GitHub's pushes need 5
+# Patterns without a repeated group (the regex engine would keep state per repetition:
+# tens of MB for a 1 MiB body), so both passes are linear in time and memory:
+_ESCAPE = re.compile(r"\\[\s\S]")  # a backslash escape, dropped first: `\"` ends no string
+# then a string (an unterminated one runs to the end), or characters that are no brackets
+_STRING_OR_FILLER = re.compile(r'"[^"]*(?:"|\Z)|[^"\[\]{}]+')
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class Refused(Exception):
+    """A delivery refused for what its sender sent: `status` with `{"error": reason}`."""
+
+    def __init__(self, status: int, reason: str, *, close: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.close = close  # the connection cannot serve another request
+
+    def response(self) -> web.Response:
+        answer = web.json_response({"error": self.reason}, status=self.status)
+        if self.close:
+            answer.force_close()
+        return answer
+
+
+class ClientGone(Refused):
+    """The sender hung up before its whole body arrived: nobody reads the answer (400), and
+    `read_body` has logged the one line that says so."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "the connection closed before the whole body arrived")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a log line: one line, ASCII; control characters, non-ASCII and
+    undecodable bytes as backslash escapes (a path or a reason may hold any of them)."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+class _OneLineForBadRequests(logging.Filter):
+    """aiohttp logs a request it cannot even parse (a byte that is no HTTP in the request
+    line, a malformed header) at ERROR with a traceback, and answers 400: the sender's
+    fault, so one INFO line without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= (error.code or 400) < 500:
+            first = str(error.message or "").strip().splitlines()[:1]
+            record.msg = f"{record.getMessage()}: 400, {type(error).__name__}"
+            record.msg += f": {printable(first[0])}" if first else ""
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+SERVER_LOGGER = logging.getLogger("flowpin.http.server")  # aiohttp's, for this server
+SERVER_LOGGER.addFilter(_OneLineForBadRequests())
+
+
+async def read_body(request: web.Request) -> bytes:
+    """A webhook's whole body. Refused: 413 over MAX_BODY, 400 when it cannot be decoded
+    (a broken chunked or gzip encoding), ClientGone when the client hung up mid-body."""
     if (request.content_length or 0) > MAX_BODY:
-        return None
+        raise Refused(413, "body larger than 1 MiB")
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return None
+        raise Refused(413, "body larger than 1 MiB") from None
+    except (HttpProcessingError, web.RequestPayloadError) as error:
+        # A broken chunked or gzip encoding. Nothing more is read from this connection (the
+        # answer closes it): aiohttp would otherwise read on after the answer, meet the
+        # same error and log it with a traceback.
+        request.content.feed_eof()
+        cause = error.__cause__ if isinstance(error, web.RequestPayloadError) else error
+        message = getattr(cause, "message", "") or type(cause).__name__
+        raise Refused(
+            400, f"the body could not be read: {printable(message)}", close=True
+        ) from None
+    except (aiohttp.ClientPayloadError, ConnectionError, asyncio.CancelledError) as error:
+        logger.info(
+            "%s %s: the client went away before sending the whole body (%s)",
+            request.method, printable(request.path), type(error).__name__,
+        )  # fmt: skip
+        if isinstance(error, asyncio.CancelledError):
+            raise
+        raise ClientGone() from None
+
+
+def non_ascii_header(request: web.Request, names: Iterable[str]) -> str | None:
+    """The first of `names` whose value is not printable ASCII (a signature, a token, a
+    delivery id, a timestamp never is), or None."""
+    for name in names:
+        for value in request.headers.getall(name, ()):
+            if not (value.isascii() and value.isprintable()):
+                return name
+    return None
+
+
+class BadJson(ValueError):
+    """Why a body is not JSON that flowpin accepts."""
+
+
+def _no_constant(name: str) -> Any:
+    raise BadJson(f"{name} is not a JSON number")
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= 24 else f"{text[:20]}..."
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadJson(f"the number {_shortened(text)} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    """An integer the API server reads as a number: at most a double's range."""
+    try:
+        if len(text) <= 400:  # never more than 4300 digits, Python's limit for int()
+            value = int(text)
+            float(value)
+            return value
+    except OverflowError:
+        pass
+    raise BadJson(f"the number {_shortened(text)} is out of range")
+
+
+def json_depth_problem(text: str) -> str | None:
+    """Why `text` is nested too deep to parse, or None: how deep its arrays and objects
+    go, counted without recursion in linear time (escapes, strings and everything but
+    brackets are dropped first). Brackets that do not balance, or a backslash outside a
+    string, are left to the parser, which fails on them without going deeper than this
+    count: up to where it fails, it reads the text as this scan does."""
+    brackets = _STRING_OR_FILLER.sub("", _ESCAPE.sub("", text))
+    depth = max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+    if depth > MAX_JSON_DEPTH:
+        return f"it is nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of a webhook's body, or BadJson saying why not: not UTF-8, not JSON,
+    nested deeper than MAX_JSON_DEPTH, NaN or Infinity, a number beyond a double's range
+    (1e999), or a string with a lone surrogate (`"\\ud800"`): nothing the API server would
+    refuse, and nothing that makes the parser recurse."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise BadJson(f"the body is not UTF-8 (byte {error.start})") from None
+    problem = json_depth_problem(text)
+    if problem is not None:
+        raise BadJson(f"the body is not JSON flowpin accepts: {problem}")
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
+    except BadJson:
+        raise
+    except (ValueError, RecursionError) as error:  # RecursionError: never, after the scan
+        raise BadJson(f"the body is not JSON: {error}") from None
+    # A lone surrogate can only come from a \\u escape (strict UTF-8 refuses encoded ones).
+    pending = [value] if _SURROGATE_ESCAPE.search(text) else []
+    while pending:  # iterative: no recursion on a deep value either
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise BadJson("a string holds a lone UTF-16 surrogate")
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
 
 
 class OperatorHttpServer:
@@ -94,12 +283,38 @@ class OperatorHttpServer:
     async def _webhooks_on_the_leader(
         self, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
-        if not request.path.startswith(WEBHOOK_PREFIX) or self._is_leader():
+        if not request.path.startswith(WEBHOOK_PREFIX):
             return await handler(request)
-        target = self._leader_address()
-        if target and FORWARDED_BY not in request.headers:
-            return await self._forward(request, target)
-        return self._standby_answer()
+        try:
+            if self._is_leader():
+                return await handler(request)
+            target = self._leader_address()
+            if target and FORWARDED_BY not in request.headers:
+                return await self._forward(request, target)
+            return self._standby_answer()
+        except Refused as refused:  # what a receiver did not answer itself
+            if not isinstance(refused, ClientGone):
+                logger.info(
+                    "%s %s: %d, %s",
+                    request.method, printable(request.path), refused.status, refused.reason,
+                )  # fmt: skip
+            return refused.response()
+        except web.HTTPException as error:  # no such receiver (404), not POST (405): JSON
+            if error.status < 400:
+                raise
+            logger.info(
+                "%s %s: %d, %s",
+                request.method, printable(request.path), error.status, error.reason,
+            )  # fmt: skip
+            answer = web.json_response({"error": error.reason}, status=error.status)
+            if "Allow" in error.headers:
+                answer.headers["Allow"] = error.headers["Allow"]
+            return answer
+        except Exception:  # a fault of ours: the one case with a traceback
+            logger.exception(
+                "%s %s: 500, unexpected error", request.method, printable(request.path)
+            )
+            return web.json_response({"error": "internal error"}, status=500)
 
     def _standby_answer(self) -> web.Response:
         return web.json_response(
@@ -112,13 +327,14 @@ class OperatorHttpServer:
         """The delivery, unchanged (method, path, query, headers, body), sent to the leader;
         its answer, returned as it is."""
         body = await read_body(request)
-        if body is None:
-            return web.json_response({"error": "body larger than 1 MiB"}, status=413)
         headers = CIMultiDict(
             (name, value)
             for name, value in request.headers.items()
             if name.lower() not in NOT_FORWARDED
         )
+        for name, value in headers.items():
+            if _SURROGATE.search(value):  # bytes that are not UTF-8 cannot be sent on as sent
+                raise Refused(400, f"header {name} is not UTF-8")
         headers[FORWARDED_BY] = self._identity or "standby"
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -161,7 +377,7 @@ class OperatorHttpServer:
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, logger=SERVER_LOGGER)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

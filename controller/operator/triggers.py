@@ -4,12 +4,27 @@ Webhook: `POST /hooks/{namespace}/{workflow}/{environment}/{trigger}` starts a r
 environment's active version with the JSON body as inputs. Answers: 202 with the run's
 name; 413 body over 1 MiB; 404 no webhook trigger at this path (unknown namespace,
 workflow, environment or trigger, or no active version yet: one neutral answer, so an
-unauthenticated caller learns nothing about what exists); 401 bad signature or stale
-timestamp, or the trigger's Secret is missing (the same answer; nothing else happens); 422
-body not a JSON object or inputs not matching the inputs schema; 409 a replayed delivery
-id; 503 the Kubernetes API failed (try again). The order of checks is size, existence,
-signature, content, replay. Secrets are read through a 30-second cache, so unauthenticated
-requests do not cost an API call each.
+unauthenticated caller learns nothing about what exists); 400 a delivery, timestamp or
+signature header that is not printable ASCII; 401 bad signature or stale timestamp, or the
+trigger's Secret is missing (the same answer; nothing else happens); 422 body not a JSON
+object that `http.parse_json` accepts (nested at most 64 levels; no NaN, Infinity, 1e999
+or lone surrogate), inputs not matching the inputs schema, or a run the API server refuses
+as invalid (its reason is passed on: the sender's content, not worth a retry); 409 a
+replayed delivery id; 503 the Kubernetes API failed or did not answer (try again). The
+order of checks is size, existence, headers, signature, content, replay. Every answer is
+JSON; a refusal is one log line, never a traceback. Secrets are read through a 30-second
+cache, so unauthenticated requests do not cost an API call each.
+
+Replays: a delivery is fresh for `MAX_SKEW` (5 minutes) either side of its timestamp, so
+that is how long a replay could pass the signature check. `DeliveryLog` remembers each
+accepted delivery id (per trigger path) until its timestamp leaves that window, whatever
+happens to its run: a replay after the run was deleted is still a 409. It is kept in the
+leader's memory, bounded (`DELIVERY_LOG_LIMIT` ids; past that the ids closest to expiry go
+first); a new leader (an operator restart or a failover) starts with an empty log. The
+second line, which survives restarts, is the run's name: it derives from the delivery id,
+so the API server refuses a second run while the first exists (a triggered run is kept at
+least 10 minutes after it finishes). Only a replay within 5 minutes of the timestamp, to a
+new leader, after the run was deleted by hand, gets through both.
 
 Scheduler: for every deployment with an active version, each schedule trigger of that
 version fires at its cron times in its time zone, never for a time at or before the version
@@ -21,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import heapq
 import json
 import logging
 import secrets
@@ -39,6 +55,7 @@ from controller.model.durations import parse_duration
 from controller.model.runs import input_errors
 from controller.model.triggers import (
     DEFAULT_STARTING_DEADLINE,
+    MAX_SKEW,
     check_signature,
     run_object,
     schedule_run_name,
@@ -46,7 +63,15 @@ from controller.model.triggers import (
     webhook_path,
     webhook_run_name,
 )
-from controller.operator.http import read_body
+from controller.operator.http import (
+    BadJson,
+    ClientGone,
+    Refused,
+    non_ascii_header,
+    parse_json,
+    printable,
+    read_body,
+)
 from controller.operator.kube import Kube, Obj
 from controller.operator.runs import RunController
 from controller.operator.watches import watch
@@ -60,6 +85,30 @@ UNAVAILABLE = "the Kubernetes API is not available; try again later"
 ScheduleKey = tuple[str, str, str, str]  # namespace, workflow, environment, trigger id
 # What the Kubernetes client raises when the API fails: an answer, or none at all.
 API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+# Answers of the API server to a create that say the object is invalid: its content (the
+# inputs a sender posted), not the server, is at fault, and a retry would fail the same way.
+INVALID_OBJECT = frozenset({400, 422})
+DELIVERY_HEADERS = ("X-Flowpin-Delivery", "X-Flowpin-Timestamp", "X-Flowpin-Signature")
+DELIVERY_LOG_LIMIT = 100_000  # ids remembered at most (about 330 deliveries a second)
+RETRY_AFTER = "5"
+
+
+def api_error_reason(error: BaseException) -> str:
+    """A failed API call in a few words: the status and reason of an answer, or the kind of
+    failure when there was none (never the request, which may hold a secret)."""
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return type(error).__name__
+
+
+def api_message(error: ApiException) -> str:
+    """The `message` of the API server's Status answer (why it refused), shortened."""
+    try:
+        message = str(json.loads(error.body or "{}").get("message") or "")
+    except (ValueError, AttributeError, TypeError):
+        message = ""
+    message = message or f"{error.status} {error.reason}"
+    return message if len(message) <= 1000 else message[:1000] + "..."
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -124,13 +173,75 @@ class SecretCache:
         return True
 
 
+class DeliveryLog:
+    """The delivery ids accepted per trigger path, each until its timestamp leaves the
+    replay window (`MAX_SKEW` after it; a replay later than that fails the timestamp
+    check), in memory, at most `limit` of them (the ids closest to expiry go first). Times
+    are Unix seconds of the clock the timestamp check uses. See the module docstring for
+    what this does and does not cover."""
+
+    def __init__(self, limit: int = DELIVERY_LOG_LIMIT) -> None:
+        self.limit = limit
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._heap: list[tuple[float, tuple[str, str]]] = []  # may hold stale entries
+        self._warned_until = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._expiry)
+
+    def claim(self, path: str, delivery: str, sent: float, now: float) -> bool:
+        """Remember `delivery` at `path`, sent at `sent`; False when it is remembered
+        already (a replay). No await inside: concurrent copies of a delivery, one wins."""
+        self._expire(now)
+        key = (path, delivery)
+        if key in self._expiry:
+            return False
+        while self._expiry and len(self._expiry) >= self.limit:
+            self._evict(now)
+        expiry = sent + MAX_SKEW.total_seconds() + 1
+        self._expiry[key] = expiry
+        heapq.heappush(self._heap, (expiry, key))
+        if len(self._heap) > 2 * max(self.limit, len(self._expiry)):
+            self._heap = [(e, k) for k, e in self._expiry.items()]
+            heapq.heapify(self._heap)
+        return True
+
+    def release(self, path: str, delivery: str) -> None:
+        """Forget a claim whose run was not created (the sender may try again)."""
+        self._expiry.pop((path, delivery), None)
+
+    def _expire(self, now: float) -> None:
+        while self._heap and self._heap[0][0] < now:
+            expiry, key = heapq.heappop(self._heap)
+            if self._expiry.get(key) == expiry:
+                del self._expiry[key]
+
+    def _evict(self, now: float) -> None:
+        expiry, key = heapq.heappop(self._heap)
+        if self._expiry.get(key) != expiry:
+            return  # a stale entry: released, or claimed again since
+        del self._expiry[key]
+        if now >= self._warned_until:
+            self._warned_until = now + MAX_SKEW.total_seconds()
+            logger.warning(
+                "more than %d webhook deliveries in %d minutes: the oldest delivery ids are "
+                "forgotten before their replay window ends (a replay of one is refused only "
+                "while its run exists)",
+                self.limit, MAX_SKEW.total_seconds() // 60,
+            )  # fmt: skip
+
+
 def add_run_webhook_route(
-    app: web.Application, controller: RunController, secrets_cache: SecretCache | None = None
+    app: web.Application,
+    controller: RunController,
+    secrets_cache: SecretCache | None = None,
+    deliveries: DeliveryLog | None = None,
 ) -> None:
     cache = secrets_cache or SecretCache(controller.kube)
+    seen = deliveries if deliveries is not None else DeliveryLog()
 
     async def receive(request: web.Request) -> web.Response:
-        response = await _answer(request, controller, cache)
+        response = await _answer(request, controller, cache, seen)
         controller.metrics.inc(
             "flowpin_webhook_requests_total", endpoint="run", code=str(response.status)
         )
@@ -140,41 +251,50 @@ def add_run_webhook_route(
 
 
 async def _answer(
-    request: web.Request, controller: RunController, cache: SecretCache
+    request: web.Request, controller: RunController, cache: SecretCache, seen: DeliveryLog
 ) -> web.Response:
-    """The answer to one delivery, always JSON: a failing Kubernetes API is a 503."""
-    body = await read_body(request)
-    if body is None:
-        return _error(413, "body larger than 1 MiB")
+    """The answer to one delivery, always JSON: a refusal is one log line, a failing
+    Kubernetes API a 503."""
+    path = printable(request.path)
     try:
-        return await _start_from_webhook(request, body, controller, cache)
+        body = await read_body(request)
+        return await _start_from_webhook(request, body, controller, cache, seen)
+    except Refused as refused:
+        if not isinstance(refused, ClientGone):  # read_body has logged that one
+            logger.info("webhook %s: %d, %s", path, refused.status, refused.reason)
+        return refused.response()
     except API_ERRORS as error:
-        reason = (
-            f"{error.status} {error.reason}"
-            if isinstance(error, ApiException)
-            else type(error).__name__
-        )
-        logger.warning("webhook %s: 503, the Kubernetes API failed: %s", request.path, reason)
+        reason = api_error_reason(error)
+        logger.warning("webhook %s: 503, the Kubernetes API failed: %s", path, reason)
         response = _error(503, UNAVAILABLE)
-        response.headers["Retry-After"] = "5"
+        response.headers["Retry-After"] = RETRY_AFTER
         return response
     except Exception:
-        logger.exception("webhook %s: 500, unexpected error", request.path)
+        logger.exception("webhook %s: 500, unexpected error", path)
         return _error(500, "internal error")
 
 
 async def _start_from_webhook(
-    request: web.Request, body: bytes, controller: RunController, cache: SecretCache
+    request: web.Request,
+    body: bytes,
+    controller: RunController,
+    cache: SecretCache,
+    seen: DeliveryLog,
 ) -> web.Response:
     namespace = request.match_info["namespace"]
     workflow = request.match_info["workflow"]
     environment = request.match_info["environment"]
     trigger_id = request.match_info["trigger"]
     path = webhook_path(namespace, workflow, environment, trigger_id)
+    shown = printable(path)
 
     def not_found(reason: str) -> web.Response:
-        logger.info("webhook %s: 404, %s", path, reason)
+        logger.info("webhook %s: 404, %s", shown, printable(reason))
         return _error(404, NOT_FOUND)
+
+    def refuse(status: int, reason: str, **extra: Any) -> web.Response:
+        logger.info("webhook %s: %d, %s", shown, status, printable(reason))
+        return _error(status, reason, **extra)
 
     deployment = controller.deployment_of(
         namespace, kinds.deployment_object_name(workflow, environment)
@@ -185,7 +305,10 @@ async def _start_from_webhook(
     stable = status.get("activeVersion")
     if not stable:
         return not_found(f"{workflow} has no active version in {environment} yet")
-    delivery = request.headers.get("X-Flowpin-Delivery") or ""
+    # Checked once existence is (a 404 says nothing more to a caller than before), used
+    # only once they are known to be ASCII (they are hashed and signed as bytes).
+    bad_header = non_ascii_header(request, DELIVERY_HEADERS)
+    delivery = "" if bad_header else request.headers.get("X-Flowpin-Delivery") or ""
     name = webhook_run_name(workflow, environment, trigger_id, delivery)
     # A canary in progress takes its share of webhook runs too, decided by the run's name as
     # for every new run; a canary version without this trigger leaves its runs to the stable.
@@ -200,6 +323,8 @@ async def _start_from_webhook(
         )
     if definition is None or trigger is None:
         return not_found(f"{workflow} {version} has no webhook trigger {trigger_id}")
+    if bad_header is not None:
+        return refuse(400, f"header {bad_header} must be printable ASCII")
 
     reference = trigger.get("secretRef") or {}
     secret_name = str(reference.get("name"))
@@ -210,39 +335,48 @@ async def _start_from_webhook(
         if cache.warn_once(namespace, secret_name, key):
             logger.warning(
                 "webhook %s: Secret %s/%s %s; every delivery is refused with 401",
-                path, namespace, secret_name,
+                shown, namespace, secret_name,
                 "does not exist" if data is None else f"has no key {key!r}",
             )  # fmt: skip
         # Checked against a random secret, so the answer is that of a bad signature.
         secret = secrets.token_hex(32)
+    timestamp = request.headers.get("X-Flowpin-Timestamp")
+    now = utcnow()
     problem = check_signature(
-        secret,
-        delivery,
-        request.headers.get("X-Flowpin-Timestamp"),
-        request.headers.get("X-Flowpin-Signature"),
-        body,
-        path,
-        utcnow(),
+        secret, delivery, timestamp, request.headers.get("X-Flowpin-Signature"), body, path, now
     )
     if problem is not None:
-        return _error(401, problem)
+        return refuse(401, problem)
 
     try:
-        inputs = json.loads(body) if body.strip() else {}
-    except ValueError as error:
-        return _error(422, f"body is not JSON: {error}")
+        inputs = parse_json(body) if body.strip() else {}
+    except BadJson as error:
+        return refuse(422, str(error))
     if not isinstance(inputs, dict):
-        return _error(422, "body must be a JSON object (the run's inputs)")
+        return refuse(422, "body must be a JSON object (the run's inputs)")
     errors = input_errors(definition.get("inputs"), inputs)
     if errors:
-        return _error(422, "inputs do not match the inputs schema", errors=errors)
+        return refuse(422, "inputs do not match the inputs schema", errors=errors)
 
+    already = f"delivery {delivery} was already received"
+    if not seen.claim(path, delivery, int(str(timestamp)), now.timestamp()):
+        return refuse(409, already, run=name)
     run = run_object(workflow, environment, inputs, str(version), utcnow(), trigger="webhook")
     run["metadata"].pop("generateName")
     run["metadata"]["name"] = name
     run["spec"]["trigger"].update(id=trigger_id, deliveryId=delivery)
-    if not await _create_run(controller, namespace, run):
-        return _error(409, f"delivery {delivery} was already received", run=name)
+    try:
+        created = await _create_run(controller, namespace, run)
+    except ApiException as error:
+        seen.release(path, delivery)
+        if error.status in INVALID_OBJECT:
+            return refuse(422, f"the API server refused the run: {api_message(error)}")
+        raise
+    except BaseException:
+        seen.release(path, delivery)
+        raise
+    if not created:
+        return refuse(409, already, run=name)
     controller.metrics.inc("flowpin_runs_started_total", trigger="webhook")
     return web.json_response({"run": name, "version": version}, status=202)
 

@@ -1,11 +1,13 @@
 """The operator's run triggers (controller.operator.triggers) over an in-memory API: what
 the webhook receiver tells a caller without the secret, its Secret cache, its answers when
-the API fails, and the scheduler's floor at activation and its bookkeeping."""
+the API fails, a 4xx in JSON and one log line whatever a sender sends, replays refused
+after their run is gone, and the scheduler's floor at activation and its bookkeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.api import kinds
 from controller.model.canary import bucket
-from controller.model.triggers import schedule_run_name, sign
+from controller.model.triggers import MAX_SKEW, schedule_run_name, sign
 from controller.operator import triggers
 from controller.operator.runs import RunController
 from controller.operator.triggers import NOT_FOUND, Scheduler, SecretCache, activated_at
@@ -543,3 +545,256 @@ def test_a_trigger_gone_from_the_active_version_is_forgotten_when_its_timer_fire
     step(scheduler, at("12:03:00"), monkeypatch, ghost)
     assert ghost not in scheduler.armed and ghost not in scheduler.last_fired
     assert kube.runs == {}
+
+
+# ------------------------------------------- whatever the input: a 4xx in JSON, one line
+
+
+def quiet(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The receiver's log lines, after checking that none carries a traceback."""
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.name == "aiohttp.server"]
+    return [r.getMessage() for r in caplog.records if r.name == "flowpin.triggers"]
+
+
+def test_a_signed_deeply_nested_body_is_a_422_and_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario(post: Post, kube: MemoryKube, controller: RunController, _: Any) -> None:
+        for body in (
+            b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            b'{"a": ' + b"[" * 500_000,
+            b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+        ):
+            status, answer = await post(body=body)
+            assert status == 422 and "nested deeper than 64 levels" in answer["error"]
+        assert kube.runs == {}
+        metric = controller.metrics.value
+        assert metric("flowpin_webhook_requests_total", endpoint="run", code="422") == 3
+
+    with caplog.at_level(logging.INFO):
+        with_receiver(scenario)
+    lines = quiet(caplog)
+    assert len(lines) == 3 and all("422" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"email": NaN}', "NaN is not a JSON number"),
+        (b'{"email": "a@b", "n": 1e999}', "the number 1e999 is out of range"),
+        (b'{"email": "a@b", "n": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"email": "a@b", "n": 1' + b"0" * 320 + b"}", "is out of range"),
+        (b'{"email": "\\ud800"}', "lone UTF-16 surrogate"),
+        (b'{"\\udc00": "a@b"}', "lone UTF-16 surrogate"),
+        (b'{"email": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_a_signed_body_the_api_server_would_refuse_is_a_422_before_any_write(
+    body: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, NaN reached the API server, whose 400 became a 503: retried forever."""
+
+    async def scenario(post: Post, kube: MemoryKube, *_: Any) -> None:
+        status, answer = await post(body=body)
+        assert status == 422 and reason in answer["error"], answer
+        assert kube.runs == {}
+
+    with caplog.at_level(logging.INFO):
+        with_receiver(scenario)
+    assert len(quiet(caplog)) == 1
+
+
+async def raw_post(port: int, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
+    """(status, JSON answer) of a POST whose header values are sent as these bytes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1"]
+    head += [name + b": " + value for name, value in headers]
+    head += [b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
+    writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b"content-type: application/json" in rest.lower(), answer
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def signed_headers(
+    path: str, body: bytes, *, delivery: str = "d-1", stamp: str | None = None
+) -> dict[str, bytes]:
+    stamp = stamp or str(int(time.time()))
+    signature = sign(SECRET, delivery, stamp, body, path)
+    return {
+        "X-Flowpin-Delivery": delivery.encode(),
+        "X-Flowpin-Timestamp": stamp.encode(),
+        "X-Flowpin-Signature": signature.encode(),
+    }
+
+
+@pytest.mark.parametrize("header", triggers.DELIVERY_HEADERS)
+@pytest.mark.parametrize("value", [b"\xff\xfe", "d-\u00e9".encode(), b"1\x80"])
+def test_a_delivery_header_that_is_not_ascii_is_a_400(
+    header: str, value: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        kube = MemoryKube()
+        controller = controller_over(kube)
+        app = web.Application()
+        triggers.add_run_webhook_route(app, controller)
+        async with TestClient(TestServer(app)) as client:
+            port = client.port
+            assert port is not None
+            body = b'{"email": "ada@example.org"}'
+            path = f"/hooks/{NS}/wf/dev/form"
+            try:  # signed as it is sent, where it can be (é is UTF-8, \xff is not)
+                delivery = value.decode() if header == "X-Flowpin-Delivery" else "d-1"
+            except UnicodeDecodeError:
+                delivery = "d-1"
+            sent = signed_headers(path, body, delivery=delivery)
+            sent[header] = value
+            headers = [(name.encode(), v) for name, v in sent.items()]
+            assert await raw_post(port, path, headers, body) == (
+                400,
+                {"error": f"header {header} must be printable ASCII"},
+            )
+            # What does not exist is still the one neutral 404, whatever the headers.
+            nowhere = f"/hooks/{NS}/wf/dev/nope"
+            assert await raw_post(port, nowhere, headers, body) == (404, {"error": NOT_FOUND})
+            assert kube.runs == {} and kube.secret_reads == 0
+            metric = controller.metrics.value
+            assert metric("flowpin_webhook_requests_total", endpoint="run", code="400") == 1
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    assert any(f"400, header {header}" in line for line in quiet(caplog))
+    assert "\u00e9" not in caplog.text and "\\xff" not in caplog.text  # values never logged
+
+
+def test_a_client_that_hangs_up_mid_body_is_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        kube = MemoryKube()
+        app = web.Application()
+        triggers.add_run_webhook_route(app, controller_over(kube))
+        async with TestClient(TestServer(app)) as client:
+            _, writer = await asyncio.open_connection("127.0.0.1", client.port)
+            writer.write(
+                f"POST /hooks/{NS}/wf/dev/form HTTP/1.1\r\nHost: x\r\n".encode()
+                + b"Content-Length: 100\r\n\r\n"
+                + b'{"email":'
+            )
+            await writer.drain()
+            writer.close()
+            deadline = asyncio.get_running_loop().time() + 10
+            while "went away" not in caplog.text:
+                assert asyncio.get_running_loop().time() < deadline, caplog.text
+                await asyncio.sleep(0.01)
+            assert kube.runs == {}
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    quiet(caplog)
+    [gone] = [r.getMessage() for r in caplog.records if "went away" in r.getMessage()]
+    assert gone.startswith(
+        f"POST /hooks/{NS}/wf/dev/form: the client went away before sending the whole body"
+    )
+
+
+# ------------------------------------------------ the API server refusing the run
+
+
+@pytest.mark.parametrize("code", [400, 422])
+def test_the_api_server_refusing_the_run_as_invalid_is_the_senders_422(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = 'WorkflowRun.flowpin.dev "x" is invalid: spec.inputs: Invalid value'
+
+    async def scenario(post: Post, kube: MemoryKube, controller: RunController, _: Any) -> None:
+        kube.create_error = ApiException(status=code, reason="Invalid")
+        kube.create_error.body = json.dumps({"kind": "Status", "message": message})
+        status, answer = await post(delivery="d-1")
+        assert (status, answer) == (422, {"error": f"the API server refused the run: {message}"})
+        metric = controller.metrics.value
+        assert metric("flowpin_webhook_requests_total", endpoint="run", code="503") == 0
+        kube.create_error = None
+        assert (await post(delivery="d-1"))[0] == 202  # the delivery id was not used up
+
+    with caplog.at_level(logging.INFO):
+        with_receiver(scenario)
+    assert any("422, the API server refused the run" in line for line in quiet(caplog))
+
+
+def test_an_api_failure_does_not_use_up_the_delivery_id() -> None:
+    async def scenario(post: Post, kube: MemoryKube, *_: Any) -> None:
+        kube.create_error = ApiException(status=500, reason="Internal Server Error")
+        assert (await post(delivery="d-1"))[0] == 503
+        kube.create_error = None
+        assert (await post(delivery="d-1"))[0] == 202
+
+    with_receiver(scenario)
+
+
+# ---------------------------------------------------------------- replays
+
+
+def test_a_replay_after_the_run_was_deleted_is_refused() -> None:
+    async def scenario(post: Post, kube: MemoryKube, *_: Any) -> None:
+        status, first = await post(delivery="d-1")
+        assert status == 202
+        del kube.runs[first["run"]]  # deleted by hand, or by its TTL
+        status, again = await post(delivery="d-1")
+        assert (status, again["run"]) == (409, first["run"])
+        assert "already received" in again["error"]
+        assert kube.runs == {}
+        # the same id for another trigger is another delivery
+        assert (await post("wf/prod/form", delivery="d-1"))[0] == 202
+
+    with_receiver(scenario)
+
+
+def test_concurrent_copies_of_a_delivery_start_one_run() -> None:
+    async def scenario(post: Post, kube: MemoryKube, *_: Any) -> None:
+        answers = await asyncio.gather(*(post(delivery="d-1") for _ in range(10)))
+        assert sorted(status for status, _ in answers) == [202] + [409] * 9
+        assert len(kube.runs) == 1
+
+    with_receiver(scenario)
+
+
+def test_the_delivery_log_forgets_an_id_when_its_replay_window_ends() -> None:
+    log = triggers.DeliveryLog()
+    window = MAX_SKEW.total_seconds()
+    assert log.claim("/p", "d-1", sent=1000, now=1000)
+    assert not log.claim("/p", "d-1", sent=1000, now=1000 + window)
+    assert log.claim("/q", "d-1", sent=1000, now=1000)  # per path
+    # A timestamp ahead of the clock is fresh until it is 5 minutes behind it.
+    assert log.claim("/p", "d-2", sent=1250, now=1000)
+    assert not log.claim("/p", "d-2", sent=1250, now=1250 + window)
+    assert log.claim("/p", "d-1", sent=1000, now=1000 + window + 2)  # gone: fresh again
+    assert len(log) == 2  # /p d-1 (again) and /p d-2; /q d-1 expired on the way
+    assert log.claim("/p", "d-3", sent=2000, now=1250 + window + 2)
+    assert len(log) == 1  # only d-3 is in its window
+    log.release("/p", "d-3")
+    assert log.claim("/p", "d-3", sent=2000, now=2000)
+    assert not log.claim("/p", "d-3", sent=2000, now=2000)
+
+
+def test_the_delivery_log_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    log = triggers.DeliveryLog(limit=100)
+    with caplog.at_level(logging.WARNING):
+        for index in range(250):
+            assert log.claim("/p", f"d-{index}", sent=1000 + index, now=1000)
+            assert len(log) <= 100
+        for index in range(0, 100, 7):
+            log.release("/p", f"d-{150 + index}")
+        for index in range(250, 400):
+            assert log.claim("/p", f"d-{index}", sent=1000 + index, now=1000)
+    assert len(log) == 100
+    assert not log.claim("/p", "d-399", sent=1399, now=1000)  # the newest are kept
+    assert log.claim("/p", "d-0", sent=1000, now=1000)  # the oldest went first
+    assert len(log._heap) <= 200
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "more than 100 webhook deliveries" in warnings[0].getMessage()
