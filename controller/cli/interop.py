@@ -12,18 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pygit2
 
 from controller import __version__
 from controller.git.history import GitError
 from controller.interop import exports, gitio
 from controller.interop.conflicts import MODES, Mode
+from controller.interop.formats import MAX_BUNDLE_BYTES, MAX_TEXT_BYTES
 from controller.interop.imports import FileResult, Plan, load_file, plan_import, summary_json
 from controller.model import report
 from controller.model.validate import History
 from controller.model.versions import VersionIndex, pins_of
 
 INPUT_SUFFIXES = (".json", ".yaml", ".yml", ".tar.gz", ".tgz")
-MAX_INPUT_BYTES = 64 * 1024 * 1024
+MAX_INPUT_BYTES = max(MAX_TEXT_BYTES, MAX_BUNDLE_BYTES)  # read no more; detect() says why
 
 
 # --------------------------------------------------------------------------- export
@@ -262,12 +264,18 @@ def import_command(
     a new branch; the checked-out branch and the working tree are not touched. Exit status:
     0 all imported (or skipped), 1 some files failed, 2 usage error.
     """
+    if branch is not None:
+        problem = gitio.branch_name_problem(branch)
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="'--branch'")
     try:
         source = gitio.open_source(into)
     except GitError as error:
         raise click.UsageError(str(error)) from error
-    if branch is not None and gitio.branch_exists(source, branch):
-        raise click.UsageError(f"branch {branch} already exists; pass another --branch")
+    if branch is not None:
+        clash = gitio.branch_clash(source, branch)
+        if clash is not None:
+            raise click.BadParameter(clash, param_hint="'--branch'")
     inputs = list(_expand(files))
     if not inputs:
         raise click.UsageError("no .json, .yaml, .yml or .tar.gz files in the given paths")
@@ -282,8 +290,8 @@ def import_command(
     if plan.commits and not dry_run:
         try:
             commits = gitio.commit_chain(source, plan.commits, chosen_branch)
-        except GitError as error:
-            raise click.ClickException(str(error)) from error
+        except (GitError, pygit2.GitError, OSError) as error:
+            raise click.ClickException(f"nothing committed: {error}") from error
     if fmt == "json":
         click.echo(summary_json(plan))
     else:
@@ -314,9 +322,11 @@ def _expand(paths: tuple[Path, ...]) -> Iterator[Path]:
 
 def _display(path: Path) -> str:
     try:
-        return os.path.relpath(path)
+        shown = os.path.relpath(path)
     except ValueError:
-        return str(path)
+        shown = str(path)
+    # A name that is not UTF-8 (surrogate-escaped by Python) is shown with U+FFFD.
+    return shown.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _load(path: Path) -> FileResult:
@@ -330,7 +340,7 @@ def _load(path: Path) -> FileResult:
         return result
     if len(content) > MAX_INPUT_BYTES:
         result = FileResult(display, "unknown")
-        result.fail(f"larger than {MAX_INPUT_BYTES // 2**20} MiB")
+        result.fail(f"larger than {MAX_INPUT_BYTES // 2**20} MiB, the most any input may have")
         return result
     return load_file(display, content)
 

@@ -41,6 +41,8 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+MAX_EXPRESSION = 10_000  # characters, as for CEL in manifests (controller.model.cel)
+MAX_NESTING = 32  # parentheses and unary operators; the parser recurses on each
 _JS_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "v": "\v", "0": "\0"}
 
 # Precedence of what a fragment's outermost operator binds, to parenthesize only when needed.
@@ -112,6 +114,8 @@ def template_parts(value: str) -> list[tuple[bool, str]]:
             break
         end = _closing(value, start + 2)
         if end < 0:
+            if len(value) - start > MAX_EXPRESSION:
+                raise Untranslatable(f"an expression longer than {MAX_EXPRESSION} characters")
             raise Untranslatable("`{{` has no closing `}}`")
         if start > at:
             parts.append((False, value[at:start]))
@@ -125,7 +129,8 @@ def template_parts(value: str) -> list[tuple[bool, str]]:
 def _closing(text: str, at: int) -> int:
     quote: str | None = None
     i = at
-    while i < len(text) - 1:
+    stop = min(len(text) - 1, at + MAX_EXPRESSION + 1)  # a longer one is not translated
+    while i < stop:
         char = text[i]
         if quote:
             if char == "\\":
@@ -155,7 +160,7 @@ def translate_value(value: Any, resolve: Resolve) -> str:
             pieces.append(f"string({code})")
         elif text:
             pieces.append(cel_literal(text))
-    return " + ".join(pieces) if pieces else '""'
+    return _bounded(" + ".join(pieces) if pieces else '""')
 
 
 def translate_template(value: Any, resolve: Resolve) -> Any:
@@ -174,8 +179,16 @@ def translate_template(value: Any, resolve: Resolve) -> Any:
 # --------------------------------------------------------------------------- expressions
 
 
+def _bounded(cel_text: str) -> str:
+    if len(cel_text) > MAX_EXPRESSION:
+        raise Untranslatable(f"its CEL would be longer than {MAX_EXPRESSION} characters")
+    return cel_text
+
+
 def translate(source: str, resolve: Resolve) -> str:
     """One JavaScript expression (the inside of `{{ }}`) as CEL."""
+    if len(source) > MAX_EXPRESSION:
+        raise Untranslatable(f"an expression longer than {MAX_EXPRESSION} characters")
     tokens = _tokenize(source)
     parser = _Parser(tokens, resolve)
     fragment = parser.expression()
@@ -232,6 +245,12 @@ class _Parser:
         self.tokens = tokens
         self.at = 0
         self.resolve = resolve
+        self.depth = 0
+
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise Untranslatable(f"nested more than {MAX_NESTING} levels deep")
 
     def peek(self, ahead: int = 0) -> tuple[str, str]:
         return self.tokens[min(self.at + ahead, len(self.tokens) - 1)]
@@ -259,9 +278,11 @@ class _Parser:
             return condition
         if not condition.boolean:
             raise Untranslatable("`?:` on a value that is not a comparison")
+        self._deeper()
         then = self.expression()
         self.expect(":")
         otherwise = self.expression()
+        self.depth -= 1
         text = f"{condition.at(_OR)} ? {then.at(_OR)} : {otherwise.at(_TERNARY)}"
         return _Fragment(text, _TERNARY, then.boolean and otherwise.boolean)
 
@@ -314,12 +335,16 @@ class _Parser:
 
     def unary(self) -> _Fragment:
         if self.accept("!"):
+            self._deeper()
             operand = self.unary()
+            self.depth -= 1
             if not operand.boolean:
                 raise Untranslatable("`!` on a value that is not a comparison (truthiness)")
             return _Fragment(f"!{operand.at(_UNARY)}", _UNARY, True)
         if self.accept("-"):
+            self._deeper()
             operand = self.unary()
+            self.depth -= 1
             return _Fragment(f"-{operand.at(_UNARY)}", _UNARY)
         return self.postfix()
 
@@ -355,7 +380,9 @@ class _Parser:
         if kind == "ident" and text == "null":
             return _Fragment("null", _ATOM)
         if kind == "op" and text == "(":
+            self._deeper()
             inner = self.expression()
+            self.depth -= 1
             self.expect(")")
             return _Fragment(inner.cel, inner.level, inner.boolean)
         if kind == "end":

@@ -9,19 +9,20 @@ manifest. Anything else is refused with the reason.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 
-from controller.model.findings import Finding, PathElement
+from controller.model import jsonsafe
+from controller.model.findings import Finding, PathElement, format_path
 from controller.model.source_map import load_yaml
 
 Format = Literal["flowpin-yaml", "flowpin-json", "bundle", "n8n", "unknown"]
 GZIP_MAGIC = b"\x1f\x8b"
-MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_TEXT_BYTES = 16 * 1024 * 1024  # a JSON or YAML file; its manifest may hold 1 MiB
+MAX_BUNDLE_BYTES = 64 * 1024 * 1024  # a .tar.gz, compressed (bundle.py bounds the rest)
 
 
 @dataclass
@@ -32,30 +33,42 @@ class Detected:
     findings: list[Finding] = field(default_factory=list)
 
 
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f}".removesuffix(".0")
+
+
 def detect(name: str, content: bytes) -> Detected:
     if content.startswith(GZIP_MAGIC):
+        if len(content) > MAX_BUNDLE_BYTES:
+            return Detected(
+                "unknown",
+                reason=f"{_mib(len(content))} MiB: larger than the {_mib(MAX_BUNDLE_BYTES)} MiB "
+                "a bundle may have",
+            )
         return Detected("bundle")
+    if len(content) > MAX_TEXT_BYTES:
+        return Detected(
+            "unknown",
+            reason=f"{_mib(len(content))} MiB: larger than the {_mib(MAX_TEXT_BYTES)} MiB a JSON "
+            "or YAML file may have",
+        )
     try:
         text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return Detected("unknown", reason="not UTF-8 text, and not a .tar.gz bundle")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        return Detected("unknown", reason=f"not UTF-8 text (line {line}), and not a .tar.gz bundle")
     stripped = text.lstrip()
     if not stripped:
         return Detected("unknown", reason="the file is empty")
     if stripped[0] in "{[":
-        if len(content) > MAX_JSON_BYTES:
-            return Detected("unknown", reason=f"larger than {MAX_JSON_BYTES // 2**20} MiB")
         try:
-            data = json.loads(text)
-        except RecursionError:
-            return Detected("unknown", reason="JSON nested too deeply")
-        except ValueError as error:
-            if name.endswith(".json") or not _yaml_mapping(content, name):
-                message = getattr(error, "msg", str(error))
-                line, column = getattr(error, "lineno", 1), getattr(error, "colno", 1)
+            data = jsonsafe.loads(text)
+        except jsonsafe.JSONInputError as error:
+            if not error.syntax or name.endswith(".json") or not _yaml_mapping(content, name):
                 return Detected(
                     "unknown",
-                    reason=f"invalid JSON at line {line}, column {column}: {message}",
+                    reason=f"invalid JSON at line {error.line}, column {error.column}: "
+                    f"{error.message}",
                 )
         else:
             return _classify_json(data)
@@ -66,11 +79,51 @@ def detect(name: str, content: bytes) -> Detected:
     if isinstance(data, dict) and "kind" in data:
         return Detected("flowpin-yaml", [data])
     if isinstance(data, dict) and "nodes" in data:
+        problem = not_json(data)
+        if problem is not None:
+            path, what = problem
+            line, column = _yaml_position(document, path)
+            return Detected(
+                "unknown",
+                reason=f"an n8n workflow holds JSON values only; at line {line}, column "
+                f"{column} ({format_path(path) or 'the top'}) this YAML has {what}",
+            )
         return Detected("n8n", [data])
     return Detected(
         "unknown",
         reason="not a flowpin manifest (no `kind`), an n8n workflow (no `nodes`) or a bundle",
     )
+
+
+def _yaml_position(document: Any, path: tuple[PathElement, ...]) -> tuple[int, int]:
+    try:
+        position: tuple[int, int] = document.position(path)
+    except Exception:  # a position is a courtesy; never fail a report over it
+        return (1, 1)
+    return position
+
+
+_YAML_TYPES = {"date": "a date", "datetime": "a timestamp", "bytes": "binary data", "set": "a set"}
+
+
+def not_json(data: Any) -> tuple[tuple[PathElement, ...], str] | None:
+    """The path of the first value (or key: the path of its mapping) JSON cannot hold, and
+    what it is, as YAML may give: a date, bytes, a set, a number as a key. Iterative."""
+    work: list[tuple[tuple[PathElement, ...], Any]] = [((), data)]
+    while work:
+        path, value = work.pop()
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    return path, f"the key {key!r}, which is not a string"
+            work.extend(((*path, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            work.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
+        elif not isinstance(value, str | int | float | bool) and value is not None:
+            shown = jsonsafe.printable(str(value))[:60]
+            what = _YAML_TYPES.get(type(value).__name__, f"a {type(value).__name__}")
+            return path, f"{what} ({shown}; quote it to make it a string)"
+    return None
 
 
 def _yaml_mapping(content: bytes, name: str) -> bool:
@@ -97,22 +150,19 @@ def locate(
     content: bytes, filename: str, paths: Iterable[tuple[PathElement, ...]]
 ) -> dict[tuple[PathElement, ...], tuple[int, int]]:
     """Line and column of each path (or of its nearest ancestor) in a JSON or YAML file,
-    (1, 1) when unknown: positions for findings. JSON is scanned with a regex tokenizer that
+    (1, 1) when unknown: positions for findings. JSON is scanned with a tokenizer that
     stops once every path is found; a YAML parse of a large n8n export costs ten times as
     much."""
     wanted = set(paths)
     text = content.decode("utf-8-sig", "replace")
     if text.lstrip()[:1] in ("{", "["):
         prefixes = {p[:n] for p in wanted for n in range(len(p) + 1)}
-        found = _json_positions(text, prefixes)
+        found = jsonsafe.positions(text, prefixes)
     else:
         document = load_yaml(content, filename, max_bytes=len(content) + 1, max_nodes=10**7)
         found = {}
         for path in wanted:
-            try:
-                found[path] = document.position(path) if document.ok else (1, 1)
-            except Exception:  # a position is a courtesy; never fail a report over it
-                found[path] = (1, 1)
+            found[path] = _yaml_position(document, path) if document.ok else (1, 1)
     located: dict[tuple[PathElement, ...], tuple[int, int]] = {}
     for path in wanted:
         nearest = path
@@ -120,59 +170,6 @@ def locate(
             nearest = nearest[:-1]
         located[path] = found.get(nearest, (1, 1))
     return located
-
-
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
-
-
-def _json_positions(
-    text: str, wanted: set[tuple[PathElement, ...]]
-) -> dict[tuple[PathElement, ...], tuple[int, int]]:
-    """Path → (line, column) of the values at `wanted` paths."""
-    positions: dict[tuple[PathElement, ...], tuple[int, int]] = {}
-    path: list[PathElement] = []
-    frames: list[list[Any]] = []  # [kind, index, expecting a key]
-    for match in _JSON_TOKEN.finditer(text):
-        token = match.group(0)
-        frame = frames[-1] if frames else None
-        if frame is not None and frame[0] == "{" and frame[2]:
-            if token == "}":  # an empty object
-                frames.pop()
-                continue
-            if not token.startswith('"'):
-                break  # not JSON after all: what was found so far
-            frame[2] = False
-            path.append(json.loads(token) if "\\" in token else token[1:-1])
-            continue
-        if token == ":":
-            continue
-        if token == ",":
-            if frame is not None:
-                path.pop()
-                if frame[0] == "[":
-                    frame[1] += 1
-                    path.append(frame[1])
-                else:
-                    frame[2] = True
-            continue
-        if token in ("}", "]"):
-            if frames:
-                frames.pop()
-                path.pop()
-            continue
-        key = tuple(path)
-        if key in wanted and key not in positions:
-            offset = match.start()
-            line = text.count("\n", 0, offset) + 1
-            positions[key] = (line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
-            if len(positions) == len(wanted):
-                break
-        if token == "{":
-            frames.append(["{", None, True])
-        elif token == "[":
-            frames.append(["[", 0, False])
-            path.append(0)
-    return positions
 
 
 # --------------------------------------------------------------------------- YAML out

@@ -88,6 +88,64 @@ def branch_exists(source: Source, branch: str) -> bool:
     return branch in source.repo.branches.local
 
 
+MAX_BRANCH_BYTES = 200  # git stores a branch as a file (plus `.lock`): stay clear of 255
+
+
+def branch_name_problem(branch: str) -> str | None:
+    """Why git would refuse `branch` as a new branch's name (None: it would not)."""
+    shown = repr(branch) if len(branch) <= 60 else f"{branch[:40]!r}… ({len(branch)} characters)"
+    if len(branch.encode("utf-8", "surrogateescape")) > MAX_BRANCH_BYTES:
+        return f"{shown} is longer than {MAX_BRANCH_BYTES} bytes"
+    parts = branch.split("/")
+    odd = sorted(set(branch) & set("~^:?*[\\"))
+    why = (
+        "it is empty"
+        if not branch
+        else "HEAD is reserved"
+        if branch == "HEAD"
+        else "@ is reserved"
+        if branch == "@"
+        else "it starts with `-` (it would read as an option)"
+        if branch.startswith("-")
+        else "it contains `..`"
+        if ".." in branch
+        else "it contains a space or a control character"
+        if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in branch)
+        else f"it contains `{odd[0]}`"
+        if odd
+        else "it contains `@{`"
+        if "@{" in branch
+        else "it has an empty part (a leading, trailing or double `/`)"
+        if "" in parts
+        else "a part starts with `.`"
+        if any(part.startswith(".") for part in parts)
+        else "a part ends with `.lock`"
+        if any(part.endswith(".lock") for part in parts)
+        else "it ends with `.`"
+        if branch.endswith(".")
+        else None
+    )
+    if why is None:
+        try:
+            valid = pygit2.reference_is_valid_name(f"refs/heads/{branch}")
+        except (UnicodeError, ValueError):
+            valid = False
+        why = None if valid else "git refuses it"
+    return f"{shown} is not a valid branch name: {why}" if why else None
+
+
+def branch_clash(source: Source, branch: str) -> str | None:
+    """Why `branch` cannot be created in this repository: it exists, or an existing branch
+    is a folder or a file in its way (`a` blocks `a/b`)."""
+    existing = source.repo.branches.local
+    if branch in existing:
+        return f"branch {branch} already exists; pass another --branch"
+    for other in existing:
+        if other.startswith(f"{branch}/") or branch.startswith(f"{other}/"):
+            return f"branch {branch} cannot sit beside the existing branch {other}"
+    return None
+
+
 def commit_chain(
     source: Source, commits: Sequence[tuple[str, Mapping[str, bytes]]], branch: str
 ) -> list[str]:

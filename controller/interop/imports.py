@@ -21,6 +21,7 @@ from controller.interop.conflicts import Decision, Mode, Taken, decide
 from controller.interop.formats import detect, dump_yaml, locate
 from controller.interop.migrations import MigrationError, migrate
 from controller.interop.n8n import compare, from_n8n, to_n8n
+from controller.model import jsonsafe
 from controller.model.findings import Finding, format_path
 from controller.model.history_rules import (
     BaseFile,
@@ -53,6 +54,7 @@ class Item:
     origin: str = "flowpin"  # flowpin | n8n
     history_only: bool = False  # an older version from a bundle: committed first, replaced
     original: Any = None  # the n8n document, for the round-trip check
+    where: str = ""  # the input it came from (`file`, or `bundle:member` for a bundle)
     path: str = ""  # decided by the plan
     content: bytes = b""
     action: str = ""  # create, rename or overwrite (decided by the plan)
@@ -76,6 +78,7 @@ class FileResult:
     status: str = "pending"  # imported renamed overwritten skipped unchanged failed
     reasons: list[str] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    loaded: list[Finding] | None = None  # the findings of reading, before validation
 
     @property
     def failed(self) -> bool:
@@ -90,9 +93,25 @@ class FileResult:
 # --------------------------------------------------------------------------- reading
 
 
+def unexpected(error: BaseException) -> str:
+    """The reason for a file that made flowpin fail: a bug, reported, not a traceback."""
+    text = jsonsafe.printable(str(error))
+    detail = f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+    return f"flowpin failed on this file ({detail}); please report it as a bug"
+
+
 def load_file(source: str, content: bytes) -> FileResult:
     """Detect the format of one file and read its manifests (converting n8n, migrating
     older flowpin formats). Problems are reasons and findings, never exceptions."""
+    try:
+        return _load_file(source, content)
+    except Exception as error:  # a flowpin bug fails this file, not the whole import
+        result = FileResult(source, "unknown")
+        result.fail(unexpected(error))
+        return result
+
+
+def _load_file(source: str, content: bytes) -> FileResult:
     detected = detect(source, content)
     result = FileResult(source, detected.format)
     if detected.format == "unknown":
@@ -134,7 +153,7 @@ def _load_flowpin(result: FileResult, data: Any, raw: bytes | None, where: str) 
     if not isinstance(name, str) or not name:
         result.fail(f"{where}: metadata.name is missing")
         return None
-    item = Item(str(kind), name, migrated, raw if not applied else None)
+    item = Item(str(kind), name, migrated, raw if not applied else None, where=where)
     result.items.append(item)
     return item
 
@@ -279,48 +298,64 @@ def _decide(
         kind.paths = set(head)
     head_by_name = {(m.kind, m.name): m for m in head_manifests.values()}
     for result in results:
-        trial = {k: Taken(dict(v.names), set(v.paths)) for k, v in taken.items()}
-        groups: dict[tuple[str, str], Decision] = {}
-        for item in result.items:
-            key = (item.kind, item.name)
-            if key not in groups:
-                groups[key] = decide(item.kind, item.name, mode, trial[item.kind])
-        failures = [d.reason for d in groups.values() if d.action == "fail"]
-        if failures:
-            for reason in failures:
-                result.fail(reason)
+        try:
+            trial = _decide_file(result, taken, head_by_name, mode)
+        except Exception as error:  # a flowpin bug fails this file, not the whole import
+            result.fail(unexpected(error))
             continue
-        taken = trial
-        result.decisions = list(groups.values())
-        renames = {name: d.name for (kind, name), d in groups.items() if kind == "Workflow"}
-        for item in result.items:
-            decision = groups[(item.kind, item.name)]
-            if decision.action == "skip":
-                item.path = ""
-                continue
-            item.path = decision.path
-            item.action = decision.action
-            _apply_renames(item, decision, renames)
-            if decision.action == "overwrite" and item.origin == "n8n":
-                existing = head_by_name.get((item.kind, decision.name))
-                if existing is not None and _bump(item, existing):
-                    item.path = ""  # same content: nothing to write
-                    result.decisions = [
-                        Decision("skip", d.name, d.path, "unchanged") if d is decision else d
-                        for d in result.decisions
-                    ]
-            item.content = item.raw if item.raw is not None else dump_yaml(item.data)
-        actions = {d.action for d in result.decisions}
-        if actions == {"skip"}:
-            result.status = (
-                "unchanged" if all(d.reason == "unchanged" for d in result.decisions) else "skipped"
-            )
-        elif "rename" in actions:
-            result.status = "renamed"
-        elif "overwrite" in actions:
-            result.status = "overwritten"
-        else:
-            result.status = "imported"
+        if trial is not None:
+            taken = trial
+
+
+def _decide_file(
+    result: FileResult,
+    taken: Mapping[str, Taken],
+    head_by_name: Mapping[tuple[str, str], Manifest],
+    mode: Mode,
+) -> dict[str, Taken] | None:
+    """Decide one file's items; the names taken after it (None when it fails)."""
+    trial = {k: Taken(dict(v.names), set(v.paths)) for k, v in taken.items()}
+    groups: dict[tuple[str, str], Decision] = {}
+    for item in result.items:
+        key = (item.kind, item.name)
+        if key not in groups:
+            groups[key] = decide(item.kind, item.name, mode, trial[item.kind])
+    failures = [d.reason for d in groups.values() if d.action == "fail"]
+    if failures:
+        for reason in failures:
+            result.fail(reason)
+        return None
+    result.decisions = list(groups.values())
+    renames = {name: d.name for (kind, name), d in groups.items() if kind == "Workflow"}
+    for item in result.items:
+        decision = groups[(item.kind, item.name)]
+        if decision.action == "skip":
+            item.path = ""
+            continue
+        item.path = decision.path
+        item.action = decision.action
+        _apply_renames(item, decision, renames)
+        if decision.action == "overwrite" and item.origin == "n8n":
+            existing = head_by_name.get((item.kind, decision.name))
+            if existing is not None and _bump(item, existing):
+                item.path = ""  # same content: nothing to write
+                result.decisions = [
+                    Decision("skip", d.name, d.path, "unchanged") if d is decision else d
+                    for d in result.decisions
+                ]
+        item.content = item.raw if item.raw is not None else dump_yaml(item.data)
+    actions = {d.action for d in result.decisions}
+    if actions == {"skip"}:
+        result.status = (
+            "unchanged" if all(d.reason == "unchanged" for d in result.decisions) else "skipped"
+        )
+    elif "rename" in actions:
+        result.status = "renamed"
+    elif "overwrite" in actions:
+        result.status = "overwritten"
+    else:
+        result.status = "imported"
+    return trial
 
 
 def _apply_renames(item: Item, decision: Decision, renames: Mapping[str, str]) -> None:
@@ -329,8 +364,9 @@ def _apply_renames(item: Item, decision: Decision, renames: Mapping[str, str]) -
         item.data = copy.deepcopy(item.data)
         item.data["metadata"]["name"] = decision.name
         changed = True
-    if item.kind == "Environment":
-        pins = item.data.get("spec", {}).get("pins")
+    spec = item.data.get("spec")
+    if item.kind == "Environment" and isinstance(spec, dict):
+        pins = spec.get("pins")
         if isinstance(pins, dict) and any(renames.get(w, w) != w for w in pins):
             item.data = copy.deepcopy(item.data)
             item.data["spec"]["pins"] = {renames.get(w, w): v for w, v in pins.items()}
@@ -367,28 +403,19 @@ def _validate(
     final: dict[str, Manifest] = {}
     extra: dict[str, dict[str, Any]] = {}
     for result in results:
-        result.findings = [f for f in result.findings if f.file == result.source]
+        if result.loaded is None:
+            result.loaded = list(result.findings)
+        result.findings = list(result.loaded)
         for item in result.items:
             if not item.path:
                 continue
-            manifests, findings = check_files({item.path: item.content})
-            result.findings += findings
-            if any(f.is_error for f in findings) or not manifests:
-                result.fail(f"{item.path} ({item.name}) does not validate")
+            try:
+                manifests = _check_item(result, item, head, round_trip)
+            except Exception as error:  # a flowpin bug fails this file, not the whole import
+                result.fail(unexpected(error))
                 continue
-            if round_trip and item.original is not None:
-                _round_trip(result, item, manifests[0])
-            if item.action == "overwrite" and item.path in head and not item.history_only:
-                base = {item.path: BaseFile(item.path, head[item.path])}
-                for finding in check_against(manifests, base):
-                    result.findings.append(
-                        replace(
-                            finding,
-                            severity="warning",
-                            message=f"`flowpin validate --against` will refuse this: "
-                            f"{finding.message}",
-                        )
-                    )
+            if manifests is None:
+                continue
             if item.history_only:
                 extra.setdefault(manifests[0].name, {})[item.version or ""] = manifests[0].spec
             else:
@@ -406,6 +433,35 @@ def _validate(
         holder.findings.append(finding)
         if finding.is_error:
             holder.fail(f"{finding.file}: {finding.message}")
+
+
+def _check_item(
+    result: FileResult, item: Item, head: Mapping[str, bytes], round_trip: bool
+) -> list[Manifest] | None:
+    """The per-file checks of one item (None when they fail it), the round trip, and for an
+    overwrite the checks `flowpin validate --against` will make (as warnings)."""
+    manifests, findings = check_files({item.path: item.content})
+    if item.raw is not None and item.where:
+        # Written byte for byte: the lines are the input's, so name the input.
+        findings = [replace(f, file=item.where) if f.file == item.path else f for f in findings]
+    result.findings += findings
+    if any(f.is_error for f in findings) or not manifests:
+        shown = f"{item.where} → {item.path}" if item.raw is not None and item.where else item.path
+        result.fail(f"{shown} ({item.name}) does not validate")
+        return None
+    if round_trip and item.original is not None:
+        _round_trip(result, item, manifests[0])
+    if item.action == "overwrite" and item.path in head and not item.history_only:
+        base = {item.path: BaseFile(item.path, head[item.path])}
+        for finding in check_against(manifests, base):
+            result.findings.append(
+                replace(
+                    finding,
+                    severity="warning",
+                    message=f"`flowpin validate --against` will refuse this: {finding.message}",
+                )
+            )
+    return manifests
 
 
 def _round_trip(result: FileResult, item: Item, manifest: Manifest) -> None:

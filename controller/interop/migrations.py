@@ -68,7 +68,8 @@ def _v1alpha0_to_v1alpha1(data: dict[str, Any]) -> tuple[dict[str, Any], list[st
             spec["pins"] = spec.pop("versions")
             changes.append("spec.versions → spec.pins")
         return migrated, changes
-    for index, step in enumerate(spec.get("steps") or []):
+    steps, triggers = spec.get("steps"), spec.get("triggers")
+    for index, step in enumerate(steps if isinstance(steps, list) else []):
         if not isinstance(step, dict):
             continue
         where = f"spec.steps[{index}]"
@@ -84,7 +85,7 @@ def _v1alpha0_to_v1alpha1(data: dict[str, Any]) -> tuple[dict[str, Any], list[st
             seconds = wait.pop("seconds")
             wait["duration"] = f"{seconds}s"
             changes.append(f"{where}.wait.seconds: {seconds} → duration: {seconds}s")
-    for index, trigger in enumerate(spec.get("triggers") or []):
+    for index, trigger in enumerate(triggers if isinstance(triggers, list) else []):
         if isinstance(trigger, dict) and "cron" in trigger:
             trigger["schedule"] = trigger.pop("cron")
             changes.append(f"spec.triggers[{index}].cron → schedule")

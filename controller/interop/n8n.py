@@ -35,16 +35,19 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.interop import n8n_nodes as nodes_
 from controller.interop.expressions import Resolve, Segment, Untranslatable, cel_path
+from controller.model import jsonsafe
 from controller.model.findings import PathElement
-from controller.model.graph import adjacency, cycles
+from controller.model.graph import adjacency, cycles, step_edges
 
 API_VERSION = "flowpin.dev/v1alpha1"
+MAX_NODES = 2_000  # per workflow, sticky notes included
 PREFIX = "n8n.flowpin.dev/"
 ANNOTATION_WORKFLOW = PREFIX + "workflow"
 ANNOTATION_NODES = PREFIX + "nodes"
@@ -178,6 +181,16 @@ def _check_structure(data: Any, notes: list[Note]) -> list[dict[str, Any]] | Non
     if not isinstance(raw_nodes, list):
         notes.append(Note(("nodes",), "n8n-schema", "`nodes` must be a list", "error"))
         return None
+    if len(raw_nodes) > MAX_NODES:
+        notes.append(
+            Note(
+                ("nodes",),
+                "too-many-nodes",
+                f"{len(raw_nodes)} nodes: more than the {MAX_NODES} a workflow may have",
+                "error",
+            )
+        )
+        return None
     good = True
     seen: dict[str, int] = {}
     for index, node in enumerate(raw_nodes):
@@ -259,10 +272,27 @@ def _read_graph(connections: Mapping[str, Any], names: set[str], notes: list[Not
                 notes.append(Note(("connections", source, kind), "n8n-schema", "must be a list"))
                 continue
             for output, entries in enumerate(outputs):
+                if entries is not None and not isinstance(entries, list):
+                    notes.append(
+                        Note(
+                            ("connections", source, kind, output),
+                            "n8n-schema",
+                            f"output {output} of {source!r} ({kind}) must be a list of "
+                            "connections; kept, not used as an edge",
+                        )
+                    )
+                    continue
                 for position, entry in enumerate(entries or []):
                     where: tuple[PathElement, ...] = ("connections", source, kind, output, position)
                     if not isinstance(entry, dict) or not isinstance(entry.get("node"), str):
-                        notes.append(Note(where, "n8n-schema", "a connection needs a node"))
+                        notes.append(
+                            Note(
+                                where,
+                                "n8n-schema",
+                                "a connection needs a node (an object with the node's name "
+                                "as `node`); kept, not used as an edge",
+                            )
+                        )
                         continue
                     target = entry["node"]
                     if target not in names:
@@ -402,7 +432,7 @@ def _from_n8n(data: Any, fallback_name: str, version: str, notes: list[Note]) ->
         elif node["type"] in nodes_.TRIGGERS:
             try:
                 triggers[node_name] = nodes_.translate_trigger(node, name, timezone)
-            except (Untranslatable, TypeError, AttributeError, ValueError) as why:
+            except (Untranslatable, TypeError, AttributeError, ValueError, LookupError) as why:
                 notes.append(
                     Note(
                         at(node_name),
@@ -583,13 +613,17 @@ def _flow_order(
     """Nodes in the order data flows (Kahn's algorithm from the entry), so that a node's
     predecessors are translated before it; loops are entered in document order."""
     remaining = {n: len(set(graph.inputs.get(n, []))) for n in step_nodes}
-    ready = [entry] + [n for n in step_nodes if remaining[n] == 0 and n != entry]
+    ready = deque([entry] + [n for n in step_nodes if remaining[n] == 0 and n != entry])
     done: list[str] = []
     seen: set[str] = set()
+    by_index = sorted(step_nodes, key=index_of.__getitem__)
+    first_unseen = 0  # into by_index; seen only grows, so this only moves forward
     while len(done) < len(step_nodes):
         if not ready:
-            ready = [min((n for n in step_nodes if n not in seen), key=index_of.__getitem__)]
-        name = ready.pop(0)
+            while by_index[first_unseen] in seen:
+                first_unseen += 1
+            ready.append(by_index[first_unseen])
+        name = ready.popleft()
         if name in seen:
             continue
         seen.add(name)
@@ -628,7 +662,7 @@ def _translate_all(
             translation = nodes_.translate_step(node, context.resolver(name))
         except Untranslatable as why:
             translation, built.fallbacks[name] = nodes_.n8n_step(node), str(why)
-        except (TypeError, AttributeError, ValueError, KeyError) as error:
+        except (TypeError, AttributeError, ValueError, LookupError) as error:
             translation = nodes_.n8n_step(node)
             built.fallbacks[name] = f"its parameters have an unexpected shape ({error})"
         built.translations[name] = translation
@@ -773,8 +807,8 @@ def _break_loops(
 ) -> None:
     """Drop the closing edge of every loop without a wait step (flowpin refuses them)."""
     origin: str | None = None
+    graph = adjacency(list(steps.values()))  # kept up to date as edges are dropped
     for _ in range(len(steps) + 1):
-        graph = adjacency(list(steps.values()))
         bad = [c for c in cycles(graph) if not any(steps[s]["type"] == "wait" for s in c)]
         if not bad:
             return
@@ -785,6 +819,7 @@ def _break_loops(
         for field_ in EDGE_FIELDS:
             if edge_of(steps[source], field_) == target:
                 _clear_edge(steps[source], field_)
+                graph[source] = [e.target for e in step_edges(steps[source]) if e.target in graph]
                 tag = f"step {source} {field_}"
                 for key in [k for k, v in represented.items() if v == tag]:
                     del represented[key]
@@ -796,10 +831,16 @@ def _break_loops(
             Note(
                 at(origin) if origin is not None else (),
                 "loop-without-wait",
-                f"the loop {' → '.join(bad[0])} has no wait step (flowpin refuses loops that "
-                f"would spin); its edge {source} → {target} is dropped",
+                f"the loop {_loop_text(bad[0])} has no wait step (flowpin refuses loops "
+                f"that would spin); its edge {source} → {target} is dropped",
             )
         )
+
+
+def _loop_text(members: Sequence[str], shown: int = 8) -> str:
+    if len(members) <= shown:
+        return " → ".join(members)
+    return " → ".join(members[:shown]) + f" → … ({len(members)} steps)"
 
 
 def _back_edge(
@@ -897,10 +938,13 @@ def _annotation(annotations: Mapping[str, Any], key: str, default: Any, notes: l
     text = annotations.get(key)
     if text is None:
         return default
+    if not isinstance(text, str):
+        notes.append(f"annotation {key} is not JSON text; ignored")
+        return default
     try:
-        return json.loads(text)
-    except (TypeError, ValueError):
-        notes.append(f"annotation {key} is not JSON; ignored")
+        return jsonsafe.loads(text)
+    except jsonsafe.JSONInputError as error:
+        notes.append(f"annotation {key} is not usable JSON ({error}); ignored")
         return default
 
 
@@ -1004,11 +1048,12 @@ def to_n8n(manifest: Mapping[str, Any]) -> Export:
     for source, types in connections.items():
         for kind, outputs in types.items() if isinstance(types, dict) else []:
             for entries in outputs if isinstance(outputs, list) else []:
-                for entry_ in entries or []:
-                    if isinstance(entry_, dict) and entry_.get("node") not in names:
-                        notes.append(
-                            f"connection {source} → {entry_.get('node')} ({kind}) names no node"
-                        )
+                for entry_ in entries if isinstance(entries, list) else []:
+                    if not isinstance(entry_, dict):
+                        continue
+                    target = entry_.get("node")
+                    if not isinstance(target, str) or target not in names:
+                        notes.append(f"connection {source} → {target!r} ({kind}) names no node")
     _layout(nodes, steps, step_name, trigger_name)
     order = stored_workflow.get("nodeOrder") or []
     rank = {name: i for i, name in enumerate(order)}
@@ -1210,7 +1255,8 @@ def compare(before: Any, after: Any) -> list[Difference]:
 
 def _union(a: Iterable[str], b: Iterable[str]) -> list[str]:
     keys = list(a)
-    keys += [k for k in b if k not in keys]
+    seen = set(keys)
+    keys += [k for k in b if k not in seen]
     return keys
 
 

@@ -29,6 +29,7 @@ from controller.interop.expressions import (
     translate_template,
     translate_value,
 )
+from controller.model import jsonsafe
 from controller.model.durations import parse_duration
 from controller.model.schedule import validate_cron
 from controller.model.templates import TemplateSyntaxError, find_templates
@@ -345,7 +346,9 @@ def _http(node: Mapping[str, Any], resolve: Resolve) -> Translation:
     if params.get("sendBody"):
         http["body"] = _http_body(params, resolve)
     options = params.get("options", {})
-    if not isinstance(options, dict) or set(options) - {"timeout"}:
+    if not isinstance(options, dict):
+        raise Untranslatable("options that are not an object")
+    if set(options) - {"timeout"}:
         raise Untranslatable(f"request option {sorted(set(options) - {'timeout'})[0]!r}")
     if "timeout" in options:
         http["timeout"] = f"{_int(options['timeout'], 'timeout', 0)}ms"
@@ -363,7 +366,7 @@ def _http_body(params: Mapping[str, Any], resolve: Resolve) -> Any:
         if is_expression(text):
             return _templated_json(text, resolve)
         try:
-            return json.loads(text) if isinstance(text, str) else text
+            return jsonsafe.loads(text) if isinstance(text, str) else text
         except ValueError as error:
             raise Untranslatable(f"the JSON body does not parse ({error})") from None
     body: dict[str, Any] = {}
@@ -389,8 +392,10 @@ def _templated_json(text: str, resolve: Resolve) -> Any:
         else:
             pieces.append(part)
     try:
-        parsed = json.loads("".join(pieces))
-    except ValueError:
+        parsed = jsonsafe.loads("".join(pieces))
+    except jsonsafe.JSONInputError as error:
+        if not error.syntax:
+            raise Untranslatable(f"a JSON body that is not usable JSON ({error.message})") from None
         raise Untranslatable("a JSON body with expressions outside JSON strings") from None
 
     def fill(value: Any) -> Any:
@@ -470,7 +475,7 @@ def _set(node: Mapping[str, Any], resolve: Resolve) -> Translation:
             kind = item.get("type", "string")
             if kind in ("array", "object") and isinstance(value, str) and not is_expression(value):
                 try:
-                    value = json.loads(value)
+                    value = jsonsafe.loads(value)
                 except ValueError:
                     raise Untranslatable(f"{name}: {kind} value does not parse") from None
             assigned[name] = translate_value(value, resolve)
@@ -833,7 +838,7 @@ def fresh_step_node(step: Mapping[str, Any], workflow: str, name: str) -> dict[s
 
 def _literal_type(expression: str) -> str:
     try:
-        value = json.loads(expression)
+        value = jsonsafe.loads(expression)
     except ValueError:
         return "string"
     if isinstance(value, bool):
@@ -849,7 +854,7 @@ def _literal_type(expression: str) -> str:
 
 def _literal_or_expression(expression: str) -> Any:
     try:
-        value = json.loads(expression)
+        value = jsonsafe.loads(expression)
     except ValueError:
         return f"={{{{ {expression} }}}}"
     if isinstance(value, list | dict):

@@ -25,18 +25,17 @@ lone surrogate).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from itertools import accumulate
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
+
+from controller.model import jsonsafe
 
 logger = logging.getLogger("flowpin.http")
 
@@ -69,14 +68,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 MAX_JSON_DEPTH = 64  # arrays and objects inside one another; GitHub's pushes need 5
-# Patterns without a repeated group (the regex engine would keep state per repetition:
-# tens of MB for a 1 MiB body), so both passes are linear in time and memory:
-_ESCAPE = re.compile(r"\\[\s\S]")  # a backslash escape, dropped first: `\"` ends no string
-# then a string (an unterminated one runs to the end), or characters that are no brackets
-_STRING_OR_FILLER = re.compile(r'"[^"]*(?:"|\Z)|[^"\[\]{}]+')
-_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")  # aiohttp's surrogateescape of bytes not UTF-8
 
 
 class Refused(Exception):
@@ -173,82 +165,20 @@ class BadJson(ValueError):
     """Why a body is not JSON that flowpin accepts."""
 
 
-def _no_constant(name: str) -> Any:
-    raise BadJson(f"{name} is not a JSON number")
-
-
-def _shortened(text: str) -> str:
-    return text if len(text) <= 24 else f"{text[:20]}..."
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise BadJson(f"the number {_shortened(text)} is out of range")
-    return value
-
-
-def _bounded_int(text: str) -> int:
-    """An integer the API server reads as a number: at most a double's range."""
-    try:
-        if len(text) <= 400:  # never more than 4300 digits, Python's limit for int()
-            value = int(text)
-            float(value)
-            return value
-    except OverflowError:
-        pass
-    raise BadJson(f"the number {_shortened(text)} is out of range")
-
-
-def json_depth_problem(text: str) -> str | None:
-    """Why `text` is nested too deep to parse, or None: how deep its arrays and objects
-    go, counted without recursion in linear time (escapes, strings and everything but
-    brackets are dropped first). Brackets that do not balance, or a backslash outside a
-    string, are left to the parser, which fails on them without going deeper than this
-    count: up to where it fails, it reads the text as this scan does."""
-    brackets = _STRING_OR_FILLER.sub("", _ESCAPE.sub("", text))
-    depth = max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
-    if depth > MAX_JSON_DEPTH:
-        return f"it is nested deeper than {MAX_JSON_DEPTH} levels"
-    return None
-
-
 def parse_json(body: bytes) -> Any:
-    """The JSON value of a webhook's body, or BadJson saying why not: not UTF-8, not JSON,
-    nested deeper than MAX_JSON_DEPTH, NaN or Infinity, a number beyond a double's range
-    (1e999), or a string with a lone surrogate (`"\\ud800"`): nothing the API server would
-    refuse, and nothing that makes the parser recurse."""
+    """The JSON value of a webhook's body, or BadJson saying why not: not UTF-8, or not JSON
+    `jsonsafe` accepts (nested deeper than MAX_JSON_DEPTH, NaN or Infinity, a number beyond
+    a double's range, a lone surrogate): nothing the API server would refuse, and nothing
+    that makes the parser recurse."""
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise BadJson(f"the body is not UTF-8 (byte {error.start})") from None
-    problem = json_depth_problem(text)
-    if problem is not None:
-        raise BadJson(f"the body is not JSON flowpin accepts: {problem}")
     try:
-        value = json.loads(
-            text,
-            parse_constant=_no_constant,
-            parse_float=_finite_float,
-            parse_int=_bounded_int,
-        )
-    except BadJson:
-        raise
-    except (ValueError, RecursionError) as error:  # RecursionError: never, after the scan
-        raise BadJson(f"the body is not JSON: {error}") from None
-    # A lone surrogate can only come from a \\u escape (strict UTF-8 refuses encoded ones).
-    pending = [value] if _SURROGATE_ESCAPE.search(text) else []
-    while pending:  # iterative: no recursion on a deep value either
-        item = pending.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise BadJson("a string holds a lone UTF-16 surrogate")
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return value
+        return jsonsafe.loads(text, MAX_JSON_DEPTH)
+    except jsonsafe.JSONInputError as error:
+        what = "not JSON" if error.syntax else "not JSON flowpin accepts"
+        raise BadJson(f"the body is {what}: {error}") from None
 
 
 class OperatorHttpServer:
