@@ -13,7 +13,8 @@
    cost follows the size of the change, not the length of history (ratio near 1.0).
 
 3. Adversarial inputs (issue 13): nesting 100,000 deep, 10,000 aliases, a 1 MiB line (to
-   `flowpin validate`), an n8n JSON with one 20 MiB string and a 1.2 MB tar.gz whose one pax
+   `flowpin validate`), an n8n JSON with one 20 MiB string (over the 16 MiB input limit) and
+   one of 15 MiB (parsed and converted whole), and a 1.2 MB tar.gz whose one pax
    header claims 1.2 GiB (to `flowpin import --dry-run`). Each runs as a subprocess; its wall
    time (interpreter start included) and peak resident memory are printed, then the worst of
    each. Targets: < 1 s and < 256 MiB each. Each must also end in its documented exit code
@@ -27,6 +28,7 @@ and a broken input fails (a schema error for both tools; a missing version bump 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -644,7 +646,9 @@ def _long_line(root: Path) -> list[str]:
     return ["validate", str(path)]
 
 
-def _n8n_string(root: Path) -> list[str]:
+def _n8n_string(root: Path, mib: int = 20) -> list[str]:
+    """One n8n node whose URL is a `mib` MiB string: 20 MiB is over the 16 MiB input limit
+    (refused by size), 15 MiB is parsed and converted whole."""
     path = root / "big-n8n.json"
     start = {
         "id": "1",
@@ -660,7 +664,7 @@ def _n8n_string(root: Path) -> list[str]:
         "type": "n8n-nodes-base.httpRequest",
         "typeVersion": 4,
         "position": [200, 0],
-        "parameters": {"url": "https://example.com/" + "x" * (20 * 1024 * 1024)},
+        "parameters": {"url": "https://example.com/" + "x" * (mib * 1024 * 1024)},
     }
     connections = {"Start": {"main": [[{"node": "Call", "type": "main", "index": 0}]]}}
     document = {"name": "big", "nodes": [start, step], "connections": connections}
@@ -692,6 +696,7 @@ ADVERSARIAL: dict[str, tuple[Callable[[Path], list[str]], tuple[int, ...]]] = {
     "aliases_10k": (_aliases, (1,)),
     "line_1mib": (_long_line, (0, 1)),
     "n8n_string_20mib": (_n8n_string, (1, 2)),
+    "n8n_string_15mib": (functools.partial(_n8n_string, mib=15), (0, 1)),
     "tar_header_bomb": (_tar_header_bomb, (1, 2)),
 }
 
