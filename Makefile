@@ -50,6 +50,13 @@ unit: venv
 e2e: control-plane
 	$(PY) -m pytest tests/e2e
 
+# A fuzz campaign (tests/fuzz; `make test` runs the same suite with a small fixed budget):
+# `make fuzz`, or `FUZZ_EXAMPLES=500 FUZZ_SEED=1234 make fuzz`. Reproduce a failure with the
+# FUZZ_SEED printed in pytest's header and the same FUZZ_EXAMPLES.
+fuzz: control-plane
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} FUZZ_SEED=$${FUZZ_SEED:-random} FUZZ_SHRINK=1 \
+		$(PY) -m pytest tests/fuzz -o timeout=0 --hypothesis-show-statistics
+
 lint: venv
 	$(VENV)/bin/ruff check controller tests bench
 	$(VENV)/bin/ruff format --check controller tests bench

@@ -18,6 +18,7 @@ from controller.model.runs import (
     Definition,
     Status,
     apply_outcome,
+    bounded,
     current_attempt,
     finish,
     idempotency_key,
@@ -58,7 +59,10 @@ async def advance(
         visit, attempt = current_attempt(status)
         key = idempotency_key(context.uid, step_id, visit, attempt)
         outcome = await execute(definition, status, context, now, http, breakers, key)
-        status = apply_outcome(definition, status, outcome, clock(), draw())
+        before, moment = status, clock()
+        status = bounded(
+            before, apply_outcome(definition, status, outcome, moment, draw()), step_id, moment
+        )
         if steps[step_id]["type"] == "http" or status.get("wakeAt"):
             return status
     return status

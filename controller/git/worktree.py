@@ -57,20 +57,47 @@ def _scan_directory(root: Path, base: Path, tree: Tree) -> None:
             path = here / name
             if path.suffix not in SUFFIXES:
                 continue
-            if path.is_symlink():
+            if not _utf8(path.relative_to(root).as_posix()):
+                tree.findings.append(_name_finding(root, path))
+            elif path.is_symlink():
                 tree.findings.append(_link_finding(root, path))
             elif path.is_file():
                 tree.files[path.relative_to(root).as_posix()] = read_manifest(path)
 
 
-def _link_finding(root: Path, link: Path) -> Finding:
-    relative = link.relative_to(root).as_posix()
+def _utf8(text: str) -> bool:
+    """Whether a name the file system gave is UTF-8 (Python keeps other bytes as lone
+    surrogates, which no output format can carry)."""
     try:
-        target = os.readlink(link)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(root: Path, path: Path) -> str:
+    """The relative name, printable whatever bytes it holds."""
+    return os.fsencode(path.relative_to(root).as_posix()).decode("utf-8", "backslashreplace")
+
+
+def _name_finding(root: Path, path: Path) -> Finding:
+    return Finding(
+        _shown(root, path),
+        1,
+        1,
+        "file-name-encoding",
+        "the file name is not UTF-8; flowpin cannot name it in a report or a Kubernetes "
+        "object. Rename it (UTF-8 names only)",
+    )
+
+
+def _link_finding(root: Path, link: Path) -> Finding:
+    try:
+        target = os.fsencode(os.readlink(link)).decode("utf-8", "backslashreplace")
     except OSError:
         target = "?"
     return Finding(
-        relative,
+        _shown(root, link),
         1,
         1,
         "symlink",

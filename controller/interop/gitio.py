@@ -107,6 +107,8 @@ def branch_name_problem(branch: str) -> str | None:
         if branch == "@"
         else "it starts with `-` (it would read as an option)"
         if branch.startswith("-")
+        else "it starts with `refs/`: give the branch's short name (`x`, not `refs/heads/x`)"
+        if branch.startswith("refs/")
         else "it contains `..`"
         if ".." in branch
         else "it contains a space or a control character"

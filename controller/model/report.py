@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json as _json
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -158,9 +159,28 @@ _RENDERERS: dict[str, Callable[[list[Finding]], str]] = {
 }
 
 
+def printable(text: str) -> str:
+    """`text` as UTF-8 can carry it: a file name's bytes that are not UTF-8 (which Python
+    holds as lone surrogates) as `\\xff`, any other lone surrogate as `\\udXXX`."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def render(findings: Iterable[Finding], fmt: str, color: bool = False) -> str:
-    """Render in one of FORMATS; `color` only affects "text"."""
-    items = list(findings)
+    """Render in one of FORMATS; `color` only affects "text". Every output is UTF-8 that
+    a terminal, a JSON parser or GitHub can read, whatever bytes a file name holds."""
+    items = [
+        replace(f, file=printable(f.file), message=printable(f.message), path=printable(f.path))
+        for f in findings
+    ]
     if fmt == "text":
         return text(items, color=color)
     renderer = _RENDERERS.get(fmt)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,9 @@ END = "end"
 DEFAULT_INITIAL_DELAY = datetime.timedelta(seconds=1)
 DEFAULT_MAX_DELAY = datetime.timedelta(minutes=5)
 DEFAULT_JITTER = 0.1
+# A run's status (vars, step outputs): with its spec (inputs up to the receivers' 1 MiB) it
+# must stay under etcd's 1.5 MiB request limit, or the run could never be saved again.
+MAX_STATUS_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,21 @@ def finish(status: Status, phase: str, message: str, now: datetime.datetime) -> 
     if phase == "Succeeded":  # a failed or cancelled run keeps where it stopped
         new.pop("currentStep", None)
     return new
+
+
+def bounded(before: Status, after: Status, step_id: str, now: datetime.datetime) -> Status:
+    """`after`, or, when a step made the run's state larger than a run may hold, the run
+    Failed where it stood before that step (a state that can still be saved), saying why."""
+    size = len(json.dumps(after, separators=(",", ":"), default=str))
+    if size <= MAX_STATUS_BYTES:
+        return after
+    return finish(
+        before,
+        "Failed",
+        f"step {step_id} made the run's state {size} bytes, more than the {MAX_STATUS_BYTES} "
+        "a run may hold (its vars and step outputs): keep large data out of vars and outputs",
+        now,
+    )
 
 
 def step_entry(status: Status, step_id: str) -> dict[str, Any] | None:

@@ -307,7 +307,12 @@ class OperatorHttpServer:
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
     async def start(self) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None, logger=SERVER_LOGGER)
+        # lingering_time=0: a body no handler read (a GET with a body, a 404) is not drained
+        # after the answer (draining decodes it: a broken gzip body was a traceback in the
+        # log); the connection is closed instead.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, logger=SERVER_LOGGER, lingering_time=0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

@@ -455,6 +455,7 @@ def test_load_file_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
         ("a/.b", "a part starts with `.`"),
         ("a.", "it ends with `.`"),
         ("", "it is empty"),
+        ("refs/heads/y", "it starts with `refs/`"),  # made refs/heads/refs/heads/y (fuzz)
     ],
 )
 def test_branch_names_git_refuses(branch: str, why: str) -> None:

@@ -517,3 +517,20 @@ def test_input_format_is_asserted(value: str, errors: list[str]) -> None:
     """`format` narrows what a run accepts, as `flowpin diff` says when one is added."""
     schema = {"type": "object", "properties": {"email": {"type": "string", "format": "email"}}}
     assert input_errors(schema, {"email": value}) == errors
+
+
+def test_a_step_that_makes_the_state_too_large_fails_the_run_where_it_stood() -> None:
+    """Found by the fuzz suite (issue 13): `set: {seen: inputs.email}` with 600 kB of inputs
+    made a status etcd refuses; the run never got a phase and was retried forever."""
+    import datetime as _dt
+
+    from controller.model.runs import MAX_STATUS_BYTES, bounded
+
+    now = _dt.datetime(2026, 12, 4, tzinfo=_dt.UTC)
+    before = {"phase": "Running", "currentStep": "remember", "vars": {}}
+    after = {**before, "vars": {"seen": "x" * MAX_STATUS_BYTES}}
+    failed = bounded(before, after, "remember", now)
+    assert failed["phase"] == "Failed" and failed["vars"] == {}
+    assert "step remember made the run's state" in failed["message"]
+    small = {**before, "vars": {"seen": "x"}}
+    assert bounded(before, small, "remember", now) is small
