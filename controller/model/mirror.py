@@ -369,6 +369,18 @@ def _older(a: tuple[str, str], b: tuple[str, str]) -> bool:
     return a < b
 
 
+def _owned_by_another_object(me: SourceMeta, obj: Obj) -> bool:
+    """Whether `obj`'s owner is another object than this source (by uid): what a source
+    deleted and created again, or another source, left behind. Garbage collection deletes
+    it with that owner unless it is adopted (ownerReferences moved to this uid) first.
+    Unknown (no references, as in a source's memory of its own writes) is not another."""
+    references = (obj.get("metadata") or {}).get("ownerReferences") or []
+    uids = {
+        str(ref.get("uid")) for ref in references if ref.get("kind") == kinds.WORKFLOW_SOURCE.kind
+    }
+    return bool(uids) and me.uid not in uids
+
+
 def _owner_wins(me: SourceMeta, other: str | None, actual: Actual) -> bool:
     """Whether this source may write an object currently labelled with `other`."""
     if other is None or other == me.name or other not in actual.source_created:
@@ -416,12 +428,12 @@ def plan_writes(desired: Desired, actual: Actual, me: SourceMeta) -> WritePlan:
                     f"remove it from one of the two repositories"
                 )
                 continue
+            if owner != me.name or _owned_by_another_object(me, current):
+                plan.writes.append(Write("adopt", kind, name, obj))  # labels and owner
             if kind == "WorkflowVersion":
                 # The spec is immutable (never replaced, also not to add the facts a version
-                # created before them lacks): adopt (labels) if needed, and finish the status
-                # of such a version when a crash came between its create and its status.
-                if owner != me.name:
-                    plan.writes.append(Write("adopt", kind, name, obj))
+                # created before them lacks): adopted above if needed; finish the status of
+                # such a version when a crash came between its create and its status.
                 if _status_missing(current):
                     plan.writes.append(
                         Write("patch-status", kind, name, desired.version_status(name))

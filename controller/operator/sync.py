@@ -294,6 +294,10 @@ class SourceSyncer:
         memory.synced_generation = generation
         memory.clean = True
         memory.since_full = 0 if full else memory.since_full + 1
+        if any(write.action == "adopt" for write in plan.writes):
+            # What another object owned (a source deleted and created again) may still be
+            # taken by garbage collection after this listing: list everything next time.
+            memory.clean = False
         report.writes = self.kube.writes - writes_before
         report.reason = "Synced"
         report.full = full

@@ -255,6 +255,38 @@ def test_a_source_deleted_and_applied_again_mirrors_at_once(
     assert len(names(kubectl, "wfd", namespace)) == 6
 
 
+def test_a_source_applied_again_before_garbage_collection_keeps_its_objects(
+    kubectl: Kubectl, namespace: str, synced: pygit2.Repository
+) -> None:
+    """The race the test above waits out: `kubectl delete` returns before garbage
+    collection runs, and the new object's first sync may list the old object's versions.
+    They must end up owned by the new object and mirrored, without `flowpin sync`."""
+    old_uid = kubectl.json("get", "wfsrc", "examples", "-n", namespace)["metadata"]["uid"]
+    kubectl.run("delete", "wfsrc", "examples", "-n", namespace, "--wait=false")
+    kubectl.apply(source_yaml("examples", str(workdir(synced))), namespace)
+    new_uid = poll(
+        lambda: kubectl.json("get", "wfsrc", "examples", "-n", namespace)["metadata"]["uid"],
+        lambda uid: uid != old_uid,
+        what="the new source object",
+    )
+
+    def owners() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for kind in ("wfv", "wfenv", "wfd"):
+            for item in kubectl.json("get", kind, "-n", namespace)["items"]:
+                refs = item["metadata"].get("ownerReferences") or []
+                found[f"{kind}/{item['metadata']['name']}"] = {r["uid"] for r in refs}
+        return found
+
+    settled = poll(
+        owners,
+        lambda found: len(found) == 11 and all(uids == {new_uid} for uids in found.values()),
+        timeout=90,
+        what="every mirrored object owned by the new source",
+    )
+    assert len(settled) == 11  # 2 versions, 3 environments, 6 deployments
+
+
 def test_a_deleted_workflow_file_keeps_its_versions(
     kubectl: Kubectl, namespace: str, synced: pygit2.Repository
 ) -> None:

@@ -98,6 +98,8 @@ class MemoryKube:
         self._written("patch-metadata", kind, name)
         obj = self._existing(kind, namespace, name)
         obj["metadata"].setdefault("labels", {}).update(metadata.get("labels", {}))
+        if "ownerReferences" in metadata:  # a merge patch replaces a list whole
+            obj["metadata"]["ownerReferences"] = copy.deepcopy(metadata["ownerReferences"])
         self._stamp(obj)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
@@ -414,3 +416,28 @@ def test_a_rewrite_is_said_until_a_full_sync_and_latest_skips_orphans(
     assert sync(the_syncer).full
     assert ready(kube)["reason"] == "Succeeded"
     assert kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.7.0")]["status"]["orphaned"]
+
+
+def test_a_source_applied_again_before_garbage_collection_adopts_what_is_there(
+    kube: MemoryKube, repo: pygit2.Repository, tmp_path: Path
+) -> None:
+    """`kubectl delete` returns before garbage collection runs: the new object's first sync
+    may list the old object's versions. It must move their owner to its own uid (or GC
+    takes them all, and memory said they were there), and list everything again next time."""
+    the_syncer = syncer(kube, tmp_path)
+    sync(the_syncer)
+    source = kube.objects[("WorkflowSource", NS, "src")]
+    source["metadata"]["uid"] = "uid-2"  # deleted and applied again; nothing collected yet
+    source.pop("status", None)
+    before = len(kube.calls)
+    report = sync(the_syncer)
+    adopted = [call for call in kube.calls[before:] if call[0] == "patch-metadata"]
+    mirrored = [key for key in kube.objects if key[0] != "WorkflowSource"]
+    assert report.full and len(adopted) == len(mirrored)
+    for key in mirrored:
+        (owner,) = kube.objects[key]["metadata"]["ownerReferences"]
+        assert owner["uid"] == "uid-2", key
+    # GC wins a race for one of them anyway: the next sync lists everything and restores it.
+    del kube.objects[("WorkflowVersion", NS, "lead-nurture.v1.4.0")]
+    assert sync(the_syncer).full
+    assert "lead-nurture.v1.4.0" in kube.names("WorkflowVersion")
