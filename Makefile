@@ -14,17 +14,16 @@ UPGRADE ?= --upgrade
 
 .PHONY: demo test unit e2e fuzz lint crds bench control-plane venv lock clean
 
-$(WHEELS)/.complete: $(LOCK)
-	@echo "== wheels for $(LOCK) (sha256 $(LOCK_HASH)) into $(WHEELS)"
-	rm -rf $(WHEELS).partial
-	$(PYTHON) -m pip download --quiet --disable-pip-version-check --only-binary :all: \
-		--no-deps --require-hashes -r $(LOCK) -d $(WHEELS).partial
-	rm -rf $(WHEELS) && mv $(WHEELS).partial $(WHEELS) && touch $@
-
-$(STAMP): $(WHEELS)/.complete pyproject.toml
-	@echo "== venv $(VENV) from $(LOCK) (sha256 $(LOCK_HASH)), offline, hashes required"
+$(STAMP): $(LOCK) pyproject.toml
+	@echo "== venv $(VENV) from $(LOCK) (sha256 $(LOCK_HASH)), hashes required; wheels in $(WHEELS)"
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
+	@# The venv's own pip (ensurepip) fetches the wheels once per lock: no pip on the system
+	@# is needed, and nothing is upgraded in passing.
+	test -f $(WHEELS)/.complete || ( rm -rf $(WHEELS).partial \
+		&& $(PY) -m pip download --quiet --disable-pip-version-check --only-binary :all: \
+			--no-deps --require-hashes -r $(LOCK) -d $(WHEELS).partial \
+		&& rm -rf $(WHEELS) && mv $(WHEELS).partial $(WHEELS) && touch $(WHEELS)/.complete )
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-index --find-links $(WHEELS) \
 		--no-deps --require-hashes -r $(LOCK)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-index --no-deps \

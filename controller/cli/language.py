@@ -146,7 +146,13 @@ def versions(
         table.add_column(column, overflow="fold")
     for row in rows:
         version = str(row["version"]) + ("" if row["valid"] else " (invalid)")
-        version += " (orphaned)" if row.get("orphaned") else ""
+        version += (
+            " (orphaned)"
+            if row.get("orphaned")
+            else f" (not in {ref})"
+            if row.get("inGit") is False
+            else ""
+        )
         table.add_row(
             version,
             str(row["commit"])[:12],
@@ -160,13 +166,15 @@ def versions(
 def _with_orphans(
     rows: list[dict[str, Any]], workflow: str, namespace: str | None
 ) -> list[dict[str, Any]]:
-    """`rows` (from git) plus the cluster's versions of `workflow` that git no longer holds,
-    in version order; each row says whether it is orphaned."""
+    """`rows` (from git) plus the cluster's versions of `workflow` that this history does not
+    hold, in version order. `orphaned` is what the cluster says (`status.orphaned`: the
+    tracked branch lost it); `inGit` whether the history read here has it (a checkout behind
+    or ahead of the tracked branch differs from it)."""
     from controller.cli.cluster import cluster_versions
     from controller.model.semver import parse_version
 
     known = {str(row["version"]) for row in rows}
-    rows = [{**row, "orphaned": False} for row in rows]
+    rows = [{**row, "orphaned": False, "inGit": True} for row in rows]
     try:
         mirrored = cluster_versions(workflow, namespace)
     except click.ClickException:
@@ -187,7 +195,8 @@ def _with_orphans(
                 "date": str(git.get("time", "")),
                 "message": str(git.get("message", "")),
                 "valid": facts.get("valid", True) is not False,
-                "orphaned": True,
+                "orphaned": bool((obj.get("status") or {}).get("orphaned")),
+                "inGit": False,
             }
         )
 

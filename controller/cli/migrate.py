@@ -598,6 +598,9 @@ def start(
         click.echo(render_plan(plan, "text", name).rstrip("\n"))
         if plan_errors(obj):
             sys.exit(1)
+        if not _int(plan.get("eligible")):
+            click.echo("dry run: no run would move; nothing to approve", err=True)
+            return
         click.echo(f"dry run: start it with `flowpin migrate approve {name}`", err=True)
         if not wait:
             return

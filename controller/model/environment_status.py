@@ -17,9 +17,9 @@ from controller.model.conditions import ConditionStatus, set_condition
 LISTED = 3  # deployments named in the message; the count says how many more
 
 
-def _ready_condition(status: Mapping[str, Any]) -> dict[str, Any]:
+def _condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
     for condition in status.get("conditions") or []:
-        if isinstance(condition, dict) and condition.get("type") == "Ready":
+        if isinstance(condition, dict) and condition.get("type") == type_:
             return condition
     return {}
 
@@ -32,8 +32,14 @@ def environment_status(
 ) -> dict[str, Any]:
     """`deployments`: (workflow, deployment status) of each deployment in the environment."""
     waiting: list[str] = []
+    stalled: list[str] = []
+    reconciling = 0
     for workflow, deployment in sorted(deployments, key=lambda item: item[0]):
-        condition = _ready_condition(deployment)
+        if _condition(deployment, "Stalled").get("status") == "True":
+            stalled.append(f"{workflow} ({_condition(deployment, 'Stalled').get('reason')})")
+        if _condition(deployment, "Reconciling").get("status") == "True":
+            reconciling += 1
+        condition = _condition(deployment, "Ready")
         if condition.get("status") != "True":
             reason = condition.get("reason") or deployment.get("reason") or "Pending"
             waiting.append(f"{workflow} ({reason})")
@@ -51,10 +57,22 @@ def environment_status(
     conditions = list(status.get("conditions") or [])
     conditions = set_condition(conditions, "Ready", ready, reason, message, generation, now)
     conditions = set_condition(
-        conditions, "Reconciling", "False", reason, "Up to date.", generation, now
+        conditions,
+        "Reconciling",
+        "True" if reconciling else "False",
+        "DeploymentsProgressing" if reconciling else reason,
+        f"{reconciling} of {total} on their way" if reconciling else "Up to date.",
+        generation,
+        now,
     )
     conditions = set_condition(
-        conditions, "Stalled", "False", reason, "Not stalled.", generation, now
+        conditions,
+        "Stalled",
+        "True" if stalled else "False",
+        "DeploymentsStalled" if stalled else reason,
+        f"stalled: {', '.join(stalled[:LISTED])}" if stalled else "Not stalled.",
+        generation,
+        now,
     )
     status.update(
         conditions=conditions,

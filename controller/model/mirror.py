@@ -567,6 +567,7 @@ def restore_writes(
             version=record.version,
             committed_at=record.commit.time,
             phase=mirrored.phase_of(name),
+            orphaned=record.orphaned,
         )
         for name, (record, _) in desired.version_records.items()
         if record.workflow in archived_workflows
@@ -590,6 +591,7 @@ class VersionFacts:
     committed_at: datetime.datetime
     phase: str
     active_runs: int = 0
+    orphaned: bool = False  # from a rewritten-away history: never takes a `keepVersions` slot
 
 
 def retention_writes(
@@ -599,20 +601,23 @@ def retention_writes(
     now: datetime.datetime,
 ) -> list[Write]:
     """Versions beyond the newest `keep_versions` of their workflow, unused, without active
-    runs and older than `archive_after` become Archived (or are deleted with prune)."""
+    runs and older than `archive_after` become Archived (or are deleted with prune). Only
+    versions git still holds take the kept slots: after a rewrite back to a lower version,
+    the orphaned higher ones must not push reachable ones out."""
     writes: list[Write] = []
     by_workflow: dict[str, list[VersionFacts]] = {}
     for facts in versions:
         by_workflow.setdefault(facts.workflow, []).append(facts)
     for items in by_workflow.values():
         ordered = sorted(items, key=lambda f: parse_version(f.version), reverse=True)
-        for index, facts in enumerate(ordered):
+        kept = {f.name for f in [f for f in ordered if not f.orphaned][: retention.keep_versions]}
+        for facts in ordered:
             used = (facts.workflow, facts.version) in in_use or facts.active_runs > 0
-            if facts.phase == "Archived" and (used or index < retention.keep_versions):
+            if facts.phase == "Archived" and (used or facts.name in kept):
                 writes.append(
                     Write("patch-status", "WorkflowVersion", facts.name, {"phase": "Available"})
                 )
-        for facts in ordered[retention.keep_versions :]:
+        for facts in (f for f in ordered if f.name not in kept):
             if (facts.workflow, facts.version) in in_use or facts.active_runs > 0:
                 continue
             if now - facts.committed_at < retention.archive_after:

@@ -452,6 +452,8 @@ def _reworded(exc: yaml.YAMLError, text: str) -> yaml.YAMLError:
         return exc
     problem = exc.problem or ""
     shown = _shown_char(text, exc.problem_mark)
+    if shown is None:  # the position cannot be checked (other line breaks): libyaml's words
+        return exc
     if problem == "found character that cannot start any token":
         problem = f"found character {shown} that cannot start any token"
     elif problem == "did not find expected '-' indicator":
@@ -464,11 +466,12 @@ def _reworded(exc: yaml.YAMLError, text: str) -> yaml.YAMLError:
     return yaml.MarkedYAMLError(exc.context, exc.context_mark, problem, exc.problem_mark, exc.note)
 
 
-def _shown_char(text: str, mark: _Mark) -> str:
+def _shown_char(text: str, mark: _Mark) -> str | None:
+    """The character at a libyaml mark, quoted; None when the mark cannot be checked."""
     index = _index_of(text, mark)
-    if index is None or index >= len(text):
-        return "the end of the file"
-    return repr(text[index])
+    if index is None:
+        return None
+    return "the end of the file" if index >= len(text) else repr(text[index])
 
 
 def _index_of(text: str, mark: _Mark) -> int | None:

@@ -198,6 +198,17 @@ class DeploymentController:
 
     # ------------------------------------------------------------------ reconcile
 
+    async def _environment_exists(self, namespace: str, name: str) -> bool:
+        """From the cache; else from the API server (a read, no write): at start-up or in a
+        sync, a deployment may be reconciled before its upstream's watch event arrives, and
+        must not be called Stalled for that."""
+        if (namespace, name) in self.cache.environments:
+            return True
+        obj = await self.kube.get("Environment", namespace, name)
+        if obj is not None:
+            self.cache.environments.setdefault((namespace, name), obj)
+        return obj is not None
+
     async def _version_info(
         self, namespace: str, workflow: str, version: str | None
     ) -> VersionInfo | None:
@@ -239,7 +250,9 @@ class DeploymentController:
             return  # a version without its status yet: its status event enqueues this again
         upstream_name = (env_spec.get("promotion") or {}).get("from")
         upstream_verified = None
-        upstream_exists = not upstream_name or (namespace, upstream_name) in self.cache.environments
+        upstream_exists = not upstream_name or await self._environment_exists(
+            namespace, str(upstream_name)
+        )
         if upstream_name:
             upstream = self.cache.deployments.get(
                 (namespace, kinds.deployment_object_name(workflow, upstream_name))

@@ -336,7 +336,11 @@ class SourceSyncer:
         written either (the API server is away, and the caller retries)."""
         logger.error("%s/%s: sync failed", namespace, name, exc_info=error)
         self.memory.setdefault((namespace, name), SourceMemory()).clean = False
-        detail = f"{type(error).__name__}: {error}"
+        status_code = getattr(error, "status", None)
+        if isinstance(status_code, int):  # the API server's answer: its code and reason only
+            detail = f"the API server answered {status_code} {getattr(error, 'reason', '')}"
+        else:
+            detail = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if len(detail) > MAX_ERROR_CHARS:
             detail = detail[: MAX_ERROR_CHARS - 1] + "…"
         try:
@@ -348,6 +352,10 @@ class SourceSyncer:
                 generation=int(source["metadata"].get("generation") or 0),
                 interval=str(spec.get("interval", DEFAULT_INTERVAL)),
                 fetch_failure=("SyncFailed", f"The sync failed: {detail}"),
+                # `flowpin sync` waits for its request to be handled, failed or not
+                requested_at=(source["metadata"].get("annotations") or {}).get(
+                    kinds.ANNOTATION_REQUESTED_AT
+                ),
                 now=now_rfc3339(),
             )
             await self._write_status(source, outcome)
@@ -453,6 +461,7 @@ class SourceSyncer:
                     committed_at=datetime.datetime.fromisoformat(committed.replace("Z", "+00:00")),
                     phase=status.get("phase", "Available"),
                     active_runs=int((status.get("runs") or {}).get("active") or 0),
+                    orphaned=bool(status.get("orphaned")),
                 )
             )
         return retention_writes(facts, in_use, policy, datetime.datetime.now(datetime.UTC))

@@ -50,3 +50,22 @@ def test_no_deployments_is_ready_and_an_unchanged_status_is_the_same_object() ->
         0,
     )
     assert environment_status(first, 1, [], "2026-12-05T00:00:00Z") == first  # idle: no write
+
+
+def test_stalled_and_progressing_deployments_show_on_the_environment() -> None:
+    stuck = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "UpstreamNotFound"},
+            {"type": "Stalled", "status": "True", "reason": "UpstreamNotFound"},
+        ]
+    }
+    moving = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "SoakPending"},
+            {"type": "Reconciling", "status": "True", "reason": "SoakPending"},
+        ]
+    }
+    status = environment_status({}, 1, [("a", stuck), ("b", moving)], NOW)
+    kinds = {c["type"]: (c["status"], c["reason"], c["message"]) for c in status["conditions"]}
+    assert kinds["Stalled"] == ("True", "DeploymentsStalled", "stalled: a (UpstreamNotFound)")
+    assert kinds["Reconciling"] == ("True", "DeploymentsProgressing", "1 of 2 on their way")

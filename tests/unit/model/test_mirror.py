@@ -172,6 +172,18 @@ def test_retention_archives_beyond_keep_unused_and_old() -> None:
     assert [(w.action, w.name) for w in pruned] == [("delete", "wf.v1.0.0")]
 
 
+def test_orphaned_versions_take_no_kept_slot() -> None:
+    """After a force-push back to 1.1.0, the orphaned 1.3.0 and 1.4.0 must not push the
+    reachable 1.0.0 out of `keepVersions: 2` (review of issue 14)."""
+    facts = [
+        VersionFacts(f"wf.v1.{i}.0", "wf", f"1.{i}.0", T0, "Available", orphaned=i >= 2)
+        for i in range(5)
+    ]
+    now = T0 + datetime.timedelta(days=100)
+    writes = retention_writes(facts, set(), Retention(keep_versions=2), now)
+    assert sorted(w.name for w in writes) == ["wf.v1.2.0", "wf.v1.3.0", "wf.v1.4.0"]
+
+
 def test_source_status_reasons_in_order_and_idle_is_stable() -> None:
     base = {"generation": 1, "interval": "1m", "commit": COMMIT, "now": "2026-01-01T00:00:00Z"}
     ok = source_status({}, SyncOutcome(**base))  # type: ignore[arg-type]
