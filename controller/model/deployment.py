@@ -86,6 +86,7 @@ class Transition:
     message: str
     initiator: str
     warning: bool = False
+    commit: str = ""  # the commit of the version it made run, when not the pin's own
 
 
 @dataclass
@@ -246,6 +247,7 @@ def _decide(inputs: DeploymentInputs, consumed: list[str]) -> Decision:
                     f"rolled back from {active} to {hold}",
                     who,
                     True,
+                    hold_commit,
                 )
             )
             status["history"] = _history(

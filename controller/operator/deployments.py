@@ -461,7 +461,7 @@ class DeploymentController:
                     "reason": transition.reason,
                     "message": transition.message,
                     "initiator": transition.initiator,
-                    "commit": spec.get("commit"),
+                    "commit": transition.commit or spec.get("commit"),
                 },
                 sort_keys=True,
             )
