@@ -154,11 +154,13 @@ def test_release_is_in_history_and_the_rollback_row_has_the_held_versions_commit
     carried the commit of the pinned version, not of the version activated."""
     verified = decide(inputs("1.5.0", status=decide(inputs()).status)).status
     hold = {ANNOTATION_HOLD: "1.4.0", ANNOTATION_HOLD_PIN: "1.5.0", ANNOTATION_HOLD_BY: "ops"}
-    held = decide(
+    decision = decide(
         inputs(
             "1.5.0", status=verified, annotations=hold, hold_info=VersionInfo(True, commit="0ld")
         )
-    ).status
+    )
+    assert [(t.result, t.commit) for t in decision.transitions] == [("RolledBack", "0ld")]
+    held = decision.status
     rolled_back = held["history"][0]  # newest first
     assert (rolled_back["result"], rolled_back["version"]) == ("RolledBack", "1.4.0")
     assert rolled_back["commit"] == "0ld"
