@@ -39,6 +39,25 @@ class SyncOutcome:
     now: str = ""
 
 
+REWRITTEN = "HistoryRewritten"  # a condition type of its own, besides Ready's reason
+
+
+def _rewritten_message(outcome: SyncOutcome) -> str:
+    short = outcome.commit.id[:12] if outcome.commit else "?"
+    orphans = (
+        f" {outcome.orphaned} version{'s' if outcome.orphaned != 1 else ''} exist only in "
+        "the old history: kept and marked orphaned, never chosen by `latest`; a pin may "
+        "still name one."
+        if outcome.orphaned
+        else ""
+    )
+    return (
+        f"History was rewritten (force-push); synced {short}. Versions mirrored from the "
+        f"old history are kept.{orphans} This notice stays until the next full sync "
+        "(`flowpin sync`)."
+    )
+
+
 def _ready(outcome: SyncOutcome, rewritten: bool) -> tuple[ConditionStatus, str, str]:
     """(status, reason, message) of the Ready condition."""
     if outcome.fetch_failure is not None:
@@ -67,34 +86,34 @@ def _ready(outcome: SyncOutcome, rewritten: bool) -> tuple[ConditionStatus, str,
         return "False", "VersionMutated", f"{mutated.file}: {mutated.message}."
     short = outcome.commit.id[:12] if outcome.commit else "?"
     if rewritten:
-        orphans = (
-            f" {outcome.orphaned} version{'s' if outcome.orphaned != 1 else ''} exist only in "
-            "the old history: kept and marked orphaned, never chosen by `latest`; a pin may "
-            "still name one."
-            if outcome.orphaned
-            else ""
-        )
-        return (
-            "True",
-            "HistoryRewritten",
-            f"History was rewritten (force-push); synced {short}. Versions mirrored from the "
-            f"old history are kept.{orphans} This notice stays until the next full sync "
-            "(`flowpin sync`).",
-        )
+        return "True", "HistoryRewritten", _rewritten_message(outcome)
     return "True", "Succeeded", f"Synced commit {short}."
 
 
 def source_status(current: dict[str, Any], outcome: SyncOutcome) -> dict[str, Any]:
     status = copy.deepcopy(current)
     conditions = list(status.get("conditions") or [])
-    # A rewrite is said until a later full sync (or `flowpin sync`), not only by the one
-    # sync that found it: the next round must not read as a plain Succeeded.
+    # A rewrite is said until a later full sync that completed (or `flowpin sync`), not
+    # only by the one sync that found it, in a condition of its own: a failed fetch, or a
+    # reason that wins Ready (an invalid file), neither hides nor ends it.
     was_rewritten = any(
-        c.get("type") == "Ready" and c.get("reason") == "HistoryRewritten" for c in conditions
+        c.get("type") == REWRITTEN and c.get("status") == "True" for c in conditions
     )
-    rewritten = outcome.rewritten or (was_rewritten and not outcome.full)
+    rewritten = outcome.rewritten or (
+        was_rewritten and not (outcome.full and outcome.commit is not None)
+    )
     ready_status, reason, message = _ready(outcome, rewritten)
     g = outcome.generation
+    if outcome.commit is not None:  # a failed fetch or sync leaves the notice as it was
+        conditions = set_condition(
+            conditions,
+            REWRITTEN,
+            "True" if rewritten else "False",
+            "HistoryRewritten" if rewritten else "LinearHistory",
+            _rewritten_message(outcome) if rewritten else "No rewrite since the last full sync.",
+            g,
+            outcome.now or None,
+        )
     conditions = set_condition(
         conditions, "Ready", ready_status, reason, message, g, outcome.now or None
     )

@@ -343,3 +343,27 @@ def test_between_listings_retention_only_restores_pinned_versions() -> None:
     writes = restore_writes(desired, mirrored, ME, Retention(keep_versions=2))
     assert [(w.name, w.body) for w in writes] == [("wf.v1.0.0", {"phase": "Available"})]
     assert restore_writes(desired, first_sync(desired), ME, Retention(keep_versions=2)) == []
+
+
+def test_a_rewrite_is_said_in_its_own_condition_until_a_full_sync_completes() -> None:
+    """Review of issue 14: an invalid file (which wins Ready) or a failed fetch must neither
+    hide nor end the notice; only a full sync that completed does."""
+    def rewritten(status: dict[str, Any]) -> str:
+        return next(c["status"] for c in status["conditions"] if c["type"] == "HistoryRewritten")
+
+    base = {"generation": 1, "interval": "1m", "commit": COMMIT, "now": "2026-01-01T00:00:00Z"}
+    found = source_status({}, SyncOutcome(**base, rewritten=True, orphaned=2))  # type: ignore[arg-type]
+    assert rewritten(found) == "True" and "2 versions exist only in the old history" in next(
+        c["message"] for c in found["conditions"] if c["type"] == "HistoryRewritten"
+    )
+    bad = Finding("workflows/a.yaml", 3, 1, "schema", "bad")
+    invalid = source_status(found, SyncOutcome(**base, invalid=[bad]))  # type: ignore[arg-type]
+    assert rewritten(invalid) == "True"
+    failed = source_status(
+        invalid,
+        SyncOutcome(generation=1, interval="1m", fetch_failure=("FetchFailed", "down")),
+    )
+    assert rewritten(failed) == "True"
+    full = source_status(failed, SyncOutcome(**base, full=True))  # type: ignore[arg-type]
+    assert rewritten(full) == "False"
+    assert next(c for c in full["conditions"] if c["type"] == "Ready")["reason"] == "Succeeded"
