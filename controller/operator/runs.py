@@ -591,13 +591,18 @@ class RunController:
         self.cache[key] = updated
         if _phase(previous) != _phase(updated) or _version(previous) != _version(updated):
             self._counts_changed(updated)
+            if previous is not None:  # a move: the version it left counts one run fewer
+                self._counts_changed(previous)
 
     async def _reload(self, key: Key) -> None:
+        """After a refused write: the run changed meanwhile, or a write of ours landed though
+        its answer was lost (an API server going away mid-request). Cached as any newer state
+        is, counts included: the landed write's own watch event is an echo by then."""
         fresh = await self.kube.get(kinds.WORKFLOW_RUN.kind, *key)
         if fresh is None:
             self.cache.pop(key, None)
             return
-        self.cache[key] = fresh
+        self._remember(key, fresh)
         self.queue.enqueue([key])
 
 

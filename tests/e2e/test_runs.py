@@ -1,8 +1,10 @@
 """Runs end to end: the engine against a real HTTP server on loopback, the real API server,
-the operator as a process (killed in the middle of a run in one test)."""
+the operator as a process (killed in the middle of a run in one test, cut off by an API
+server restart in another)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -13,7 +15,9 @@ from typing import Any
 import pygit2
 import pytest
 
+from controller.model.triggers import run_object
 from controller.testing.cluster import Kubectl, OperatorProcess, poll, source_manifest
+from controller.testing.controlplane import ControlPlane
 from controller.testing.gitrepo import commit_all
 from controller.testing.httpsink import HttpSink
 
@@ -422,3 +426,83 @@ def test_two_replicas_advance_each_run_once_across_a_failover(
         wait_run(kubectl, namespace, name, "Succeeded", timeout=90)
     assert sorted(c.json()["order"] for c in sink.calls("/reserve")) == [0, 1, 2, 3, 4]
     assert len(sink.calls("/notify")) == 5  # each step of each run once
+
+
+def start_runs(kubectl: Kubectl, namespace: str, path: Path, count: int) -> None:
+    """`count` runs of orders in dev, created by one kubectl call: a `flowpin run` each would
+    take longer than the runs' wait on a loaded machine."""
+    at = datetime.datetime.now(datetime.UTC)
+    runs = [run_object("orders", "dev", {"order": i}, None, at) for i in range(count)]
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": runs}))
+    kubectl.run("create", "-f", str(path), "-n", namespace)
+
+
+def run_counts(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    """The runs' phases and every count of them: the deployment's per-version entries and
+    totals, and the version's own."""
+    deployment = kubectl.json("get", "wfd", "orders.dev", "-n", namespace).get("status") or {}
+    version = kubectl.json("get", "wfv", "orders.v1.0.0", "-n", namespace).get("status") or {}
+    return {
+        "phases": sorted(
+            (run.get("status") or {}).get("phase", "Pending")
+            for run in kubectl.json("get", "wfr", "-n", namespace)["items"]
+        ),
+        "versions": [
+            (v["version"], v["state"], v.get("activeRuns", 0), v.get("runs") or {})
+            for v in deployment.get("versions") or []
+        ],
+        "deployment": deployment.get("runs") or {},
+        "version": version.get("runs") or {},
+    }
+
+
+def test_run_counts_converge_after_an_api_server_restart(
+    kubectl: Kubectl,
+    namespace: str,
+    control_plane: ControlPlane,
+    operator: OperatorProcess,
+    sink: HttpSink,
+    tmp_path: Path,
+) -> None:
+    # 20 s: every run is parked before the restart even on a loaded machine, and they wake
+    # while the API server is away (15 s or more: it drains before it stops) or just after.
+    runs = 25
+    make_repo(tmp_path / "repo", sink, wait="20s")
+    apply_source(kubectl, namespace, tmp_path / "repo")
+    start_runs(kubectl, namespace, tmp_path / "runs.json", runs)
+    poll(
+        lambda: run_counts(kubectl, namespace),
+        lambda found: (
+            found["phases"] == ["Waiting"] * runs
+            and [v[:3] for v in found["versions"]] == [("1.0.0", "Active", runs)]
+        ),
+        timeout=60,
+        what=f"{runs} runs parked and counted active",
+    )
+    control_plane.restart_apiserver()
+
+    def leading() -> int:
+        # A leader cut off for longer than its renew deadline (10 s) exits, as
+        # controller-runtime managers do, and its kubelet starts it again: so does this test.
+        if operator.process is not None and operator.process.poll() is not None:
+            operator.stop()
+            operator.start()
+        return operator.leaderz()
+
+    poll(leading, lambda status: status == 200, timeout=90, what="the operator leading again")
+    # Within 20 s of the operator's return every run has finished, and every count says so:
+    # none active, each run counted once.
+    done = {"total": runs, "succeeded": runs, "failed": 0, "active": 0}
+    poll(
+        lambda: run_counts(kubectl, namespace),
+        lambda found: (
+            found["phases"] == ["Succeeded"] * runs
+            and [v[:3] for v in found["versions"]] == [("1.0.0", "Active", 0)]
+            and all(
+                {k: counts.get(k) for k in done} == done
+                for counts in (found["versions"][0][3], found["deployment"], found["version"])
+            )
+        ),
+        timeout=20,
+        what="the counts of every finished run",
+    )
