@@ -348,6 +348,7 @@ def test_between_listings_retention_only_restores_pinned_versions() -> None:
 def test_a_rewrite_is_said_in_its_own_condition_until_a_full_sync_completes() -> None:
     """Review of issue 14: an invalid file (which wins Ready) or a failed fetch must neither
     hide nor end the notice; only a full sync that completed does."""
+
     def rewritten(status: dict[str, Any]) -> str:
         return next(c["status"] for c in status["conditions"] if c["type"] == "HistoryRewritten")
 
